@@ -1,0 +1,26 @@
+# Two commands on a fresh machine:
+#   make demo   - the whole pipe on embedded defaults (local broker, local Sheets server, the DAG)
+#   make test   - lint + the test suite (what CI runs through .ci/run)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m airflow_provider_sheets.devkit.demo
+
+test: $(VENV)/.installed
+	bash scripts/test.sh
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

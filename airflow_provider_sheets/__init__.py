@@ -1,0 +1,36 @@
+"""Apache Airflow provider: Google Sheets (Forms responses) to Kafka, in batches, with a watermark."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def get_provider_info() -> dict:
+    """Provider metadata read by Airflow's ``ProvidersManager`` (``airflow providers list``)."""
+    return {
+        "package-name": "airflow-provider-sheets",
+        "name": "Google Sheets to Kafka",
+        "description": "Publish Google Sheets rows (e.g. Google Forms responses) to Kafka in batches, "
+        "with a row watermark in an Airflow Variable.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Google Sheets to Kafka",
+                "external-doc-url": "https://developers.google.com/sheets/api",
+                "tags": ["google", "kafka"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Google Sheets to Kafka",
+                "python-modules": ["airflow_provider_sheets.transfers.sheet_to_kafka"],
+            }
+        ],
+        "transfers": [
+            {
+                "source-integration-name": "Google Sheets to Kafka",
+                "target-integration-name": "Google Sheets to Kafka",
+                "python-module": "airflow_provider_sheets.transfers.sheet_to_kafka",
+            }
+        ],
+    }

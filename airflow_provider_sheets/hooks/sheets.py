@@ -1,0 +1,220 @@
+"""Read the rows of one tab after a given row, page by page, through the google provider's hook."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.google.suite.hooks.sheets import GSheetsHook
+
+from airflow_provider_sheets.errors import SheetNotFoundError, SheetsAccessError
+from airflow_provider_sheets.rows import A1Range
+
+log = logging.getLogger(__name__)
+
+#: Default number of rows per values request; Google advises payloads of at most ~2 MB.
+DEFAULT_PAGE_SIZE = 5_000
+
+#: After empty pages the span grows up to this many times ``page_size`` …
+MAX_EMPTY_SPAN_FACTOR = 16
+#: … and never past this many cells in one request.
+MAX_PAGE_CELLS = 500_000
+
+
+@dataclass(frozen=True)
+class SheetInfo:
+    """What ``spreadsheets.get`` tells about one tab."""
+
+    spreadsheet_id: str
+    spreadsheet_title: str
+    time_zone: str
+    sheet_id: int
+    title: str
+    row_count: int
+    column_count: int
+    tabs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Page:
+    """Rows ``first_row`` .. ``last_row`` of a tab (``rows`` may be shorter: trailing empties dropped)."""
+
+    first_row: int
+    last_row: int
+    rows: list[list[Any]]
+
+
+class SheetsReader:
+    """
+    Incremental reader of a tab, built on :class:`GSheetsHook`.
+
+    The hook handles the ``google_cloud_platform`` connection (key file, ADC, impersonation),
+    ``api_endpoint`` and ``num_retries`` (429/5xx retried with exponential backoff by the client).
+
+    :param gcp_conn_id: the Google connection id.
+    :param api_endpoint: a custom Sheets API endpoint (private endpoint or a local server).
+    :param impersonation_chain: service account(s) to impersonate.
+    :param value_render_option: ``FORMATTED_VALUE`` (what a person sees; default),
+        ``UNFORMATTED_VALUE`` or ``FORMULA``.
+    :param date_time_render_option: ``SERIAL_NUMBER`` or ``FORMATTED_STRING`` (used with
+        ``UNFORMATTED_VALUE``).
+    """
+
+    def __init__(
+        self,
+        gcp_conn_id: str = "google_cloud_default",
+        api_endpoint: str | None = None,
+        impersonation_chain: str | list[str] | None = None,
+        value_render_option: str = "FORMATTED_VALUE",
+        date_time_render_option: str = "FORMATTED_STRING",
+    ) -> None:
+        self.gcp_conn_id = gcp_conn_id
+        self.api_endpoint = api_endpoint or None
+        self.impersonation_chain = impersonation_chain
+        self.value_render_option = value_render_option
+        self.date_time_render_option = date_time_render_option
+        self.requests = 0
+
+    @cached_property
+    def hook(self) -> GSheetsHook:
+        return GSheetsHook(
+            gcp_conn_id=self.gcp_conn_id,
+            impersonation_chain=self.impersonation_chain,
+            api_endpoint=self.api_endpoint,
+        )
+
+    def _call(self, what: str, spreadsheet_id: str, func, /, **kwargs):
+        from googleapiclient.errors import HttpError
+
+        self.requests += 1
+        try:
+            return func(**kwargs)
+        except HttpError as err:
+            raise SheetsAccessError.from_http_error(err, what, spreadsheet_id, self._account()) from None
+
+    def _account(self) -> str | None:
+        """The service account's e-mail (never its key), to say whom to share the sheet with."""
+        try:
+            email = getattr(self.hook.get_credentials(), "service_account_email", None)
+        except Exception:  # noqa: BLE001 - only used to improve an error message
+            return None
+        return email if isinstance(email, str) and "@" in email else None
+
+    def describe(self, spreadsheet_id: str, sheet_name: str | None = None) -> SheetInfo:
+        """
+        Resolve a tab (default: the first one) and its grid size with one ``spreadsheets.get``.
+
+        :raises SheetNotFoundError: the tab does not exist; the message lists the tabs.
+        """
+        meta = self._call(
+            "read the spreadsheet's metadata",
+            spreadsheet_id,
+            self.hook.get_spreadsheet,
+            spreadsheet_id=spreadsheet_id,
+        )
+        sheets = [s["properties"] for s in meta.get("sheets", [])]
+        tabs = tuple(p["title"] for p in sheets)
+        if not sheets:
+            raise SheetNotFoundError(f"spreadsheet {spreadsheet_id!r} has no tabs")
+        if sheet_name:
+            matches = [p for p in sheets if p["title"] == sheet_name]
+            if not matches:
+                raise SheetNotFoundError(
+                    f"tab {sheet_name!r} not found in spreadsheet {spreadsheet_id!r}; tabs are: "
+                    + ", ".join(repr(t) for t in tabs)
+                    + ". Set sheet_name to one of them (or leave it empty for the first tab)."
+                )
+            props = matches[0]
+        else:
+            props = min(sheets, key=lambda p: p.get("index", 0))
+        grid = props.get("gridProperties", {})
+        return SheetInfo(
+            spreadsheet_id=spreadsheet_id,
+            spreadsheet_title=meta.get("properties", {}).get("title", ""),
+            time_zone=meta.get("properties", {}).get("timeZone", "Etc/UTC"),
+            sheet_id=int(props.get("sheetId", 0)),
+            title=props["title"],
+            row_count=int(grid.get("rowCount", 0)),
+            column_count=int(grid.get("columnCount", 26)),
+            tabs=tabs,
+        )
+
+    def batch_get(self, spreadsheet_id: str, ranges: list[A1Range]) -> list[list[list[Any]]]:
+        """Fetch several ranges in one ``values:batchGet`` request; a missing ``values`` is ``[]``."""
+        response = self._call(
+            "read values",
+            spreadsheet_id,
+            self.hook.batch_get_values,
+            spreadsheet_id=spreadsheet_id,
+            ranges=[str(r) for r in ranges],
+            major_dimension="ROWS",
+            value_render_option=self.value_render_option,
+            date_time_render_option=self.date_time_render_option,
+        )
+        value_ranges = response.get("valueRanges", [])
+        if len(value_ranges) != len(ranges):
+            raise SheetsAccessError(
+                f"values:batchGet returned {len(value_ranges)} ranges for {len(ranges)} requested: "
+                + json.dumps([str(r) for r in ranges])
+            )
+        return [vr.get("values", []) for vr in value_ranges]
+
+    def read(
+        self,
+        info: SheetInfo,
+        after_row: int,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        header_row: int = 1,
+        max_rows: int | None = None,
+    ) -> tuple[list[Any], Iterator[Page]]:
+        """
+        Return the header row and an iterator over pages of the rows after ``after_row``.
+
+        The header and the first page come from one ``values:batchGet`` made here, so a run with
+        nothing new costs one ``spreadsheets.get`` (:meth:`describe`) and one values request.
+        Pages go on to the end of the tab's grid (no cell exists beyond it), so an empty or
+        half-filled page never ends the read while rows follow it, and the cursor moves by the
+        page's span, never by the number of rows returned.
+
+        :param after_row: the last row already handled (the watermark).
+        :param max_rows: read at most this many rows after ``after_row``.
+        """
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, got {page_size}")
+        last_col = max(info.column_count, 1)
+        end = info.row_count if max_rows is None else min(info.row_count, after_row + max_rows)
+        header_range = A1Range.rows(info.title, header_row, header_row, last_col)
+        start = after_row + 1
+        if start > end:
+            (header_values,) = self.batch_get(info.spreadsheet_id, [header_range])
+            return (header_values[0] if header_values else []), iter(())
+        first_end = min(start + page_size - 1, end)
+        header_values, rows = self.batch_get(
+            info.spreadsheet_id, [header_range, A1Range.rows(info.title, start, first_end, last_col)]
+        )
+        header = header_values[0] if header_values else []
+        return header, self._pages(info, Page(start, first_end, rows), end, page_size, last_col)
+
+    def _pages(self, info: SheetInfo, first: Page, end: int, page_size: int, last_col: int) -> Iterator[Page]:
+        yield first
+        span = page_size if first.rows else self._grow(page_size, page_size, last_col)
+        start = first.last_row + 1
+        while start <= end:
+            stop = min(start + span - 1, end)
+            (rows,) = self.batch_get(info.spreadsheet_id, [A1Range.rows(info.title, start, stop, last_col)])
+            yield Page(start, stop, rows)
+            span = page_size if rows else self._grow(span, page_size, last_col)
+            start = stop + 1
+
+    @staticmethod
+    def _grow(span: int, page_size: int, last_col: int) -> int:
+        """
+        Double the span after an empty page, so a tab whose grid runs far past its last row costs a
+        few requests, not one per page; capped so a dense region found later stays a bounded page.
+        """
+        cap = max(page_size, min(MAX_EMPTY_SPAN_FACTOR * page_size, MAX_PAGE_CELLS // max(last_col, 1)))
+        return min(span * 2, cap)

@@ -1,0 +1,246 @@
+"""Pure row mapping: A1 ranges, header naming, ragged rows, keys and record values.
+
+Nothing in this module does I/O, so every rule here is covered by table-driven tests.
+
+Field naming rules (stable across runs, documented in the README):
+
+* a header cell's text, with surrounding white space removed, is the field name;
+* a blank header cell at column ``C`` becomes ``column_C``;
+* the second, third… occurrence of a name becomes ``<name>_2``, ``<name>_3``… (skipping any
+  suffix that is already taken by another header);
+* cells to the right of the last header cell get ``column_<LETTER>`` names the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+#: Google's largest column index (a sheet holds at most 18,278 columns: ``ZZZ``).
+MAX_COLUMNS = 18_278
+
+_CELL_RE = re.compile(r"^([A-Za-z]{0,3})(\d*)$")
+
+
+class RowMappingError(ValueError):
+    """A row cannot be turned into a record; ``row`` is the 1-based sheet row."""
+
+    def __init__(self, row: int, reason: str) -> None:
+        super().__init__(f"row {row}: {reason}")
+        self.row = row
+        self.reason = reason
+
+
+def column_letter(index: int) -> str:
+    """
+    Return the A1 letters of a 1-based column index (1 → ``A``, 27 → ``AA``).
+
+    :param index: column number, 1 to 18,278.
+    """
+    if not 1 <= index <= MAX_COLUMNS:
+        raise ValueError(f"column index {index} is outside 1..{MAX_COLUMNS}")
+    letters = ""
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(ord("A") + rem) + letters
+    return letters
+
+
+def column_index(letters: str) -> int:
+    """Return the 1-based index of A1 column letters (``A`` → 1, ``aa`` → 27)."""
+    if not letters or not letters.isalpha() or len(letters) > 3:
+        raise ValueError(f"{letters!r} is not a column reference such as 'A' or 'AB'")
+    index = 0
+    for char in letters.upper():
+        index = index * 26 + (ord(char) - ord("A") + 1)
+    if index > MAX_COLUMNS:
+        raise ValueError(f"column {letters!r} is beyond the last column ZZZ")
+    return index
+
+
+def quote_sheet_name(title: str) -> str:
+    """Quote a tab title for A1 notation: ``Form Responses 1`` → ``'Form Responses 1'``."""
+    return "'" + title.replace("'", "''") + "'"
+
+
+class A1Range(NamedTuple):
+    """
+    A rectangular A1 range on one tab; ``None`` bounds are open (``A2:J`` has no end row).
+
+    ``str()`` gives the A1 notation back, with the tab title always quoted.
+    """
+
+    sheet: str
+    start_col: int | None = None
+    start_row: int | None = None
+    end_col: int | None = None
+    end_row: int | None = None
+
+    def __str__(self) -> str:
+        start = (column_letter(self.start_col) if self.start_col else "") + (
+            str(self.start_row) if self.start_row else ""
+        )
+        end = (column_letter(self.end_col) if self.end_col else "") + (
+            str(self.end_row) if self.end_row else ""
+        )
+        cells = f"{start}:{end}" if end else start
+        return f"{quote_sheet_name(self.sheet)}!{cells}" if cells else quote_sheet_name(self.sheet)
+
+    @classmethod
+    def rows(cls, sheet: str, first_row: int, last_row: int, last_col: int) -> A1Range:
+        """The block ``A{first_row}:{last_col}{last_row}``."""
+        if first_row < 1 or last_row < first_row:
+            raise ValueError(f"invalid row span {first_row}..{last_row}")
+        return cls(sheet, 1, first_row, last_col, last_row)
+
+    @classmethod
+    def parse(cls, text: str) -> A1Range:
+        """Parse ``'Tab ''x'''!A2:J10``, ``Tab!A:A``, ``Tab!2:5`` or ``'Tab'``."""
+        sheet, sep, cells = _split_sheet(text)
+        if not sep:
+            return cls(sheet)
+        start, _, end = cells.partition(":")
+        start_col, start_row = _parse_cell(start, text)
+        end_col, end_row = _parse_cell(end, text) if end else (None, None)
+        return cls(sheet, start_col, start_row, end_col, end_row)
+
+
+def _split_sheet(text: str) -> tuple[str, str, str]:
+    if text.startswith("'"):
+        i = 1
+        title = []
+        while i < len(text):
+            if text[i] == "'":
+                if text[i + 1 : i + 2] == "'":
+                    title.append("'")
+                    i += 2
+                    continue
+                rest = text[i + 1 :]
+                if rest and not rest.startswith("!"):
+                    break
+                return "".join(title), rest[:1], rest[1:]
+            title.append(text[i])
+            i += 1
+        raise ValueError(f"unbalanced quotes in A1 range {text!r}")
+    sheet, sep, cells = text.rpartition("!")
+    if not sep:
+        return text, "", ""
+    return sheet, sep, cells
+
+
+def _parse_cell(cell: str, text: str) -> tuple[int | None, int | None]:
+    match = _CELL_RE.match(cell)
+    if not match or not cell:
+        raise ValueError(f"{cell!r} in {text!r} is not an A1 cell reference")
+    letters, digits = match.groups()
+    return (column_index(letters) if letters else None, int(digits) if digits else None)
+
+
+def field_names(header: Sequence[Any], width: int | None = None) -> list[str]:
+    """
+    Turn a header row into unique, stable field names (see the module docstring).
+
+    :param header: the header row's cells as the API returned them (trailing blanks dropped).
+    :param width: pad the result to this many columns (for data wider than the header).
+    """
+    total = max(len(header), width or 0)
+    raw = [str(header[i]).strip() if i < len(header) and header[i] is not None else "" for i in range(total)]
+    named = {name for name in raw if name}
+    names: list[str] = []
+    seen: set[str] = set()
+    for index, name in enumerate(raw, start=1):
+        if not name:
+            name = f"column_{column_letter(index)}"
+        if name in seen:
+            suffix = 2
+            while f"{name}_{suffix}" in seen or f"{name}_{suffix}" in named:
+                suffix += 1
+            name = f"{name}_{suffix}"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def fingerprint(values: Iterable[Any]) -> str:
+    """A short, stable hash of a list of cells or names (trailing empty cells ignored)."""
+    cells = list(values)
+    while cells and cells[-1] in ("", None):
+        cells.pop()
+    blob = json.dumps(cells, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+def is_empty_row(row: Sequence[Any]) -> bool:
+    """A row the API returned as ``[]``, or whose cells are all blank."""
+    return all(cell in ("", None) for cell in row)
+
+
+class Record(NamedTuple):
+    """One Kafka record for one sheet row."""
+
+    row: int
+    key: bytes
+    value: bytes
+
+
+class RowMapper:
+    """
+    Map sheet rows to records with a fixed header.
+
+    :param header: the header row's cells.
+    :param key_column: a field name whose cell becomes the record key; ``None`` keys by row number.
+    """
+
+    def __init__(self, header: Sequence[Any], key_column: str | None = None) -> None:
+        self.fields = field_names(header)
+        self.header_hash = fingerprint(self.fields)
+        self._width = len(self.fields)
+        self._key_index: int | None = None
+        if key_column is not None:
+            if key_column not in self.fields:
+                raise ValueError(
+                    f"key_column {key_column!r} is not a header of this tab; the headers are: "
+                    + ", ".join(repr(f) for f in self.fields)
+                )
+            self._key_index = self.fields.index(key_column)
+        self._encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+    def _fields_for(self, length: int) -> list[str]:
+        if length > self._width:
+            self.fields = field_names(self.fields, length)
+            self._width = length
+        return self.fields
+
+    def map_rows(self, first_row: int, rows: Sequence[Sequence[Any]]) -> Iterator[Record | int]:
+        """
+        Yield a :class:`Record` for each non-empty row, and the row number (an ``int``) for each
+        fully empty one, so that callers can count what they skipped.
+
+        :param first_row: the sheet row number of ``rows[0]``.
+        """
+        encode = self._encoder.encode
+        key_index = self._key_index
+        width = self._width
+        for offset, cells in enumerate(rows):
+            row_number = first_row + offset
+            if is_empty_row(cells):
+                yield row_number
+                continue
+            fields = self._fields_for(len(cells)) if len(cells) > width else self.fields
+            value = dict(zip(fields, cells, strict=False))
+            if len(cells) < len(fields):
+                for name in fields[len(cells) :]:
+                    value[name] = None
+            if key_index is None:
+                key = str(row_number)
+            else:
+                cell = cells[key_index] if key_index < len(cells) else None
+                if cell in ("", None):
+                    raise RowMappingError(
+                        row_number, f"the key column {self.fields[key_index]!r} is empty"
+                    )
+                key = str(cell)
+            yield Record(row_number, key.encode("utf-8"), encode(value).encode("utf-8"))

@@ -1,0 +1,55 @@
+"""Google Forms responses → Kafka, every 15 minutes, with a row watermark."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, CronDataIntervalTimetable
+
+from airflow_provider_sheets.transfers.sheet_to_kafka import SheetToKafkaOperator
+
+DOC = """
+### Google Forms responses → Kafka
+
+Every 15 minutes, publishes the rows of the responses tab that arrived since the last run to a
+Kafka topic: one JSON record per response (`{question title: answer}`), keyed by the sheet row
+number, with `sheets.*` and `airflow.*` provenance headers. The position is kept in an Airflow
+Variable (the *watermark*), moved only after Kafka acknowledged every record.
+
+**Connections**
+
+* `google_cloud_default` (type *Google Cloud*): a service-account key (`key_path` or
+  `keyfile_dict` in the extra). Share the sheet with the account's `client_email` (Viewer).
+* `kafka_default` (type *Apache Kafka*): extra = librdkafka config, at least
+  `{"bootstrap.servers": "broker:9092"}` (plus `security.protocol`, `sasl.*` as your cluster needs).
+
+**Variables**
+
+* `sheets_spreadsheet_id` (required): the id in the sheet's URL, between `/d/` and `/edit`.
+* `sheets_sheet_name` (default `Form Responses 1`): the responses tab.
+* `sheets_topic` (default `form-responses`): the topic; create it before the first run.
+* `sheets_api_endpoint` (optional): a private Sheets endpoint; leave unset for Google's.
+
+The watermark Variable is named in the task log and in the task's XCom summary
+(`sheets_to_kafka.<spreadsheet id>.gid<tab id>.<topic>`): delete it to republish everything.
+"""
+
+with DAG(
+    dag_id="sheets_to_kafka",
+    description="Publish new Google Forms responses from a sheet to Kafka",
+    doc_md=DOC,
+    # data intervals (not just trigger times), so that backfills have a window to select rows by
+    schedule=CronDataIntervalTimetable("*/15 * * * *", timezone="UTC"),
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 3, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True},
+    tags=["sheets", "kafka", "forms"],
+) as dag:
+    SheetToKafkaOperator(
+        task_id="publish_new_responses",
+        spreadsheet_id="{{ var.value.sheets_spreadsheet_id }}",
+        sheet_name="{{ var.value.get('sheets_sheet_name', 'Form Responses 1') }}",
+        topic="{{ var.value.get('sheets_topic', 'form-responses') }}",
+        api_endpoint="{{ var.value.get('sheets_api_endpoint', '') }}",
+    )

@@ -1,0 +1,145 @@
+"""Session-wide real parts: a migrated Airflow metadata DB, a Kafka-protocol broker, a Sheets v4 server.
+
+Airflow reads its configuration when first imported, so the environment is set here, before any
+test module imports it. ``SHEETS_TEST_DB=postgres`` runs the same suite on the local PostgreSQL
+(a fresh database per session, dropped at the end); the default is SQLite in a temporary
+``AIRFLOW_HOME``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+_HOME = Path(tempfile.mkdtemp(prefix="sheets-airflow-home-"))
+_DB_KIND = os.environ.get("SHEETS_TEST_DB", "sqlite")
+_PG_DB: str | None = None
+
+os.environ["AIRFLOW_HOME"] = str(_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# dag.test() needs each DAG it runs to live in the dags folder: the example DAGs plus tests/dags.
+_DAGS = _HOME / "dags"
+_DAGS.mkdir()
+for _dag_file in [*(REPO / "dags").glob("*.py"), *(REPO / "tests" / "dags").glob("*.py")]:
+    shutil.copy(_dag_file, _DAGS / _dag_file.name)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_DAGS)
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
+os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
+
+if _DB_KIND == "postgres":
+    _PG_DB = f"sheets_test_{uuid.uuid4().hex[:10]}"
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{_PG_DB}"
+elif _DB_KIND == "sqlite":
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
+else:
+    raise RuntimeError(f"SHEETS_TEST_DB must be 'sqlite' or 'postgres', got {_DB_KIND!r}")
+
+
+def _postgres_admin(sql: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=5)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def pytest_report_header(config):
+    return [f"airflow metadata db: {_DB_KIND} ({os.environ['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']})"]
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated Airflow metadata database for this session."""
+    if _PG_DB:
+        _postgres_admin(f'CREATE DATABASE "{_PG_DB}"')
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ.copy(),
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _PG_DB:
+        try:
+            from airflow.settings import dispose_orm
+
+            dispose_orm()
+        except Exception:  # noqa: BLE001 - best effort before dropping the database
+            pass
+        try:
+            _postgres_admin(f'DROP DATABASE IF EXISTS "{_PG_DB}" WITH (FORCE)')
+        except Exception as err:  # noqa: BLE001
+            print(f"could not drop test database {_PG_DB}: {err}", file=sys.stderr)
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory):
+    """A real Kafka-protocol broker process (Tansu) on a free loopback port."""
+    from airflow_provider_sheets.devkit.broker import LocalBroker
+
+    log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with LocalBroker(log_path=log_path) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def sheets_server():
+    """The local Sheets v4 server, serving over HTTP to the unmodified Google client."""
+    from airflow_provider_sheets.devkit.sheets_server import SheetsServer
+
+    with SheetsServer() as server:
+        yield server
+
+
+@pytest.fixture
+def topic(broker):
+    """A fresh topic with three partitions."""
+    name = f"responses-{uuid.uuid4().hex[:8]}"
+    broker.create_topics([name], partitions=3)
+    return name
+
+
+@pytest.fixture
+def connections(monkeypatch, broker, sheets_server):
+    """``google_cloud_default`` (anonymous, for the local server) and ``kafka_default`` as env vars."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
+        json.dumps({"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "num_retries": 2}}),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KAFKA_DEFAULT",
+        json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": broker.bootstrap_servers}}),
+    )
+    return {"api_endpoint": sheets_server.url, "bootstrap.servers": broker.bootstrap_servers}
+
+
+def require_or_skip(available: bool, what: str) -> None:
+    """Skip on a laptop without ``what``; fail loudly in CI, where it must be there."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required when CI=true but is not available")
+    pytest.skip(f"{what} is not available on this machine")

@@ -1,0 +1,112 @@
+"""Test helpers: read a whole topic back, and run the operator through ``dag.test()``."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass
+class Message:
+    key: str
+    value: dict[str, Any]
+    headers: dict[str, str]
+    partition: int
+    offset: int
+
+    @property
+    def row(self) -> int:
+        return int(self.headers["sheets.row"])
+
+
+def consume_all(
+    bootstrap_servers: str,
+    topic: str,
+    expected: int | None = None,
+    idle: float = 1.5,
+    timeout: float = 60.0,
+    **config: Any,
+) -> list[Message]:
+    """
+    Every record of ``topic`` from offset 0, across all partitions, sorted by sheet row.
+
+    Reads until no record arrives for ``idle`` seconds (the local broker's high-watermark offsets
+    are not reliable, so they are not used); with ``expected``, waits up to ``timeout`` for at
+    least that many records first, then ``idle`` more to catch any extra (duplicate) record.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"test-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            **config,
+        }
+    )
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        out: list[Message] = []
+        deadline = time.monotonic() + timeout
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                waiting = expected is not None and len(out) < expected
+                if not waiting and time.monotonic() - quiet_since >= idle:
+                    break
+                continue
+            if msg.error():
+                raise AssertionError(f"consumer error: {msg.error()}")
+            quiet_since = time.monotonic()
+            out.append(
+                Message(
+                    key=msg.key().decode("utf-8"),
+                    value=json.loads(msg.value().decode("utf-8")),
+                    headers={k: v.decode("utf-8") for k, v in (msg.headers() or [])},
+                    partition=msg.partition(),
+                    offset=msg.offset(),
+                )
+            )
+        return sorted(out, key=lambda m: (m.row, m.partition, m.offset))
+    finally:
+        consumer.close()
+
+
+@dataclass
+class RunResult:
+    state: str
+    summary: dict[str, Any] | None
+    run_id: str
+
+
+def run_operator(task_id: str = "publish", dag_id: str = "sheets_it", **operator_kwargs: Any) -> RunResult:
+    """Run one ``SheetToKafkaOperator`` with these arguments through ``dag.test()``."""
+    from airflow.sdk import DAG
+
+    from airflow_provider_sheets.transfers.sheet_to_kafka import SheetToKafkaOperator
+
+    with DAG(dag_id=dag_id, schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
+        SheetToKafkaOperator(task_id=task_id, **operator_kwargs)
+    return run_dag(dag, task_id)
+
+
+def run_dag(dag, task_id: str, **test_kwargs: Any) -> RunResult:
+    dag_run = dag.test(**test_kwargs)
+    ti = dag_run.get_task_instance(task_id)
+    summary = ti.xcom_pull(task_ids=task_id) if ti is not None and ti.state == "success" else None
+    return RunResult(state=str(dag_run.state), summary=summary, run_id=dag_run.run_id)
+
+
+def get_variable(key: str) -> dict[str, Any] | None:
+    """A Variable's JSON value read straight from the metadata DB (``None`` when absent)."""
+    from airflow.models.variable import Variable
+
+    value = Variable.get(key, default_var=None)
+    return None if value is None else json.loads(value)

@@ -1,0 +1,166 @@
+"""SheetToKafkaOperator end to end: real broker, real Google client over HTTP, real Airflow DB."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, forms_rows
+from tests.helpers import consume_all, get_variable, run_operator
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
+
+
+def _new_sheet(server, rows, tab=FORMS_TAB, header=FORMS_HEADER, **kwargs) -> str:
+    spreadsheet_id = f"sheet-{uuid.uuid4().hex[:12]}"
+    server.create_spreadsheet(spreadsheet_id, {tab: [header, *rows]} if header is not None else {tab: rows}, **kwargs)
+    return spreadsheet_id
+
+
+def _expected_value(row: list[object]) -> dict[str, object]:
+    """What a FORMATTED_VALUE read of a sample row must map to, built independently of the mapper."""
+    cells: list[object] = []
+    for cell in row:
+        if hasattr(cell, "strftime"):
+            cells.append(f"{cell.month}/{cell.day}/{cell.year} {cell.hour}:{cell.minute:02d}:{cell.second:02d}")
+        else:
+            cells.append(str(cell))
+    cells += [None] * (len(FORMS_HEADER) - len(cells))
+    return dict(zip(FORMS_HEADER, cells, strict=True))
+
+
+def test_new_rows_then_appended_rows_then_nothing(connections, sheets_server, broker, topic):
+    first = forms_rows(23)
+    sid = _new_sheet(sheets_server, first)
+    kwargs = {"spreadsheet_id": sid, "topic": topic, "api_endpoint": connections["api_endpoint"], "page_size": 10}
+
+    result = run_operator(**kwargs)
+    assert result.state == "success"
+    messages = consume_all(broker.bootstrap_servers, topic)
+    assert [m.row for m in messages] == list(range(2, 25))
+    assert [m.key for m in messages] == [str(r) for r in range(2, 25)]
+    assert [m.value for m in messages] == [_expected_value(r) for r in first]
+    headers = messages[0].headers
+    assert headers["sheets.spreadsheet_id"] == sid
+    assert headers["sheets.sheet_name"] == FORMS_TAB
+    assert headers["sheets.sheet_id"] == "0"
+    assert headers["airflow.dag_id"] == "sheets_it"
+    assert headers["airflow.run_id"] == result.run_id
+    assert headers["airflow.task_id"] == "publish"
+    assert len({m.partition for m in messages}) > 1, "keys should spread over the topic's partitions"
+    summary = result.summary
+    assert (summary["rows_published"], summary["first_row"], summary["last_row"]) == (23, 2, 24)
+    assert summary["pages"] >= 3
+    key = summary["watermark_key"]
+    assert get_variable(key)["last_row"] == 24
+
+    appended = forms_rows(7, start=23)
+    sheets_server.append_rows(sid, FORMS_TAB, appended)
+    result = run_operator(**kwargs)
+    assert result.state == "success"
+    messages = consume_all(broker.bootstrap_servers, topic)
+    assert [m.row for m in messages] == list(range(2, 32))
+    assert [m.value for m in messages[23:]] == [_expected_value(r) for r in appended]
+    assert (result.summary["rows_published"], result.summary["first_row"], result.summary["last_row"]) == (7, 25, 31)
+    assert get_variable(key)["last_row"] == 31
+
+    sheets_server.reset_stats()
+    result = run_operator(**{**kwargs, "page_size": 5000})
+    assert result.state == "success"
+    summary = result.summary
+    assert (summary["rows_published"], summary["first_row"], summary["last_row"]) == (0, None, None)
+    assert len(consume_all(broker.bootstrap_servers, topic)) == 30
+    assert get_variable(key)["last_row"] == 31
+    assert sheets_server.request_count() == 2, "nothing new: one spreadsheets.get and one values request"
+    assert result.summary["sheets_requests"] == 2
+
+
+def test_gaps_half_filled_pages_and_empty_pages_lose_nothing(connections, sheets_server, broker, topic):
+    data = forms_rows(12)
+    # rows 2..13 hold: 3 rows, 6 empty rows (a whole empty page at page_size 4), then the rest
+    rows = [*data[:3], *([[]] * 6), *data[3:]]
+    sid = _new_sheet(sheets_server, rows)
+    result = run_operator(spreadsheet_id=sid, topic=topic, api_endpoint=connections["api_endpoint"], page_size=4)
+    assert result.state == "success"
+    got = consume_all(broker.bootstrap_servers, topic)
+    assert [m.row for m in got] == [2, 3, 4, *range(11, 20)]
+    assert result.summary["empty_rows_skipped"] == 6
+    assert result.summary["last_row"] == 19
+
+    # a half-filled last page is not skipped when it fills up later
+    sheets_server.append_rows(sid, FORMS_TAB, forms_rows(1, start=50))
+    kwargs = {"spreadsheet_id": sid, "topic": topic, "api_endpoint": connections["api_endpoint"], "page_size": 4}
+    assert run_operator(**kwargs).state == "success"
+    sheets_server.append_rows(sid, FORMS_TAB, forms_rows(2, start=51))
+    result = run_operator(**kwargs)
+    assert result.summary["first_row"] == 21
+    assert [m.row for m in consume_all(broker.bootstrap_servers, topic)] == [2, 3, 4, *range(11, 23)]
+
+
+def test_key_column_duplicate_and_blank_headers(connections, sheets_server, broker, topic):
+    header = ["Timestamp", "Email", "", "Email", "Score"]
+    rows = [["t1", "a@x", "note", "b@x", 5], ["t2", "c@x"]]
+    sid = _new_sheet(sheets_server, rows, tab="Bob's answers", header=header)
+    result = run_operator(
+        spreadsheet_id=sid,
+        sheet_name="Bob's answers",
+        topic=topic,
+        api_endpoint=connections["api_endpoint"],
+        key_column="Email",
+    )
+    assert result.state == "success"
+    got = consume_all(broker.bootstrap_servers, topic)
+    assert [m.key for m in got] == ["a@x", "c@x"]
+    assert got[0].value == {"Timestamp": "t1", "Email": "a@x", "column_C": "note", "Email_2": "b@x", "Score": "5"}
+    assert got[1].value == {"Timestamp": "t2", "Email": "c@x", "column_C": None, "Email_2": None, "Score": None}
+    assert got[0].headers["sheets.sheet_name"] == "Bob's answers"
+
+
+def test_default_tab_is_the_first_and_watermark_key_is_per_tab(connections, sheets_server, broker, topic):
+    sid = f"sheet-{uuid.uuid4().hex[:12]}"
+    sheets_server.create_spreadsheet(sid, {"First": [["h"], ["a"], ["b"]], "Second": [["h"], ["c"]]})
+    first = run_operator(spreadsheet_id=sid, topic=topic, api_endpoint=connections["api_endpoint"])
+    second = run_operator(
+        spreadsheet_id=sid, sheet_name="Second", topic=topic, api_endpoint=connections["api_endpoint"]
+    )
+    assert first.summary["sheet_name"] == "First"
+    assert first.summary["watermark_key"] != second.summary["watermark_key"]
+    assert sorted(m.value["h"] for m in consume_all(broker.bootstrap_servers, topic)) == ["a", "b", "c"]
+
+
+def test_failed_publish_leaves_watermark_unchanged(connections, sheets_server, tmp_path, monkeypatch):
+    from airflow_provider_sheets.devkit.broker import LocalBroker
+
+    sid = _new_sheet(sheets_server, forms_rows(5))
+    with LocalBroker(log_path=tmp_path / "tansu.log") as own:
+        own.create_topics(["responses"], partitions=1)
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_KAFKA_DEFAULT",
+            json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": own.bootstrap_servers}}),
+        )
+        kwargs = {
+            "spreadsheet_id": sid,
+            "topic": "responses",
+            "api_endpoint": connections["api_endpoint"],
+            "producer_config": {"message.timeout.ms": 5000, "socket.connection.setup.timeout.ms": 2000},
+            "flush_timeout": 10,
+        }
+        ok = run_operator(**kwargs)
+        assert ok.state == "success"
+        key = ok.summary["watermark_key"]
+        assert get_variable(key)["last_row"] == 6
+        own.stop()
+        sheets_server.append_rows(sid, FORMS_TAB, forms_rows(3, start=5))
+        failed = run_operator(**kwargs)
+        assert failed.state == "failed"
+        assert get_variable(key)["last_row"] == 6
+
+
+def test_tab_not_found_lists_the_tabs(connections, sheets_server, topic):
+    sid = _new_sheet(sheets_server, forms_rows(2))
+    result = run_operator(
+        spreadsheet_id=sid, sheet_name="Responses", topic=topic, api_endpoint=connections["api_endpoint"]
+    )
+    assert result.state == "failed"

@@ -1,0 +1,225 @@
+"""Checks on the deployment described by docker-compose.yaml.
+
+The structural checks always run (PyYAML only). The ``config -q`` check needs a
+Compose validator: ``docker-compose`` (Debian package ``docker-compose``) or a
+``docker compose`` plugin. Without one the check is skipped locally, but fails
+when ``CI=true`` so that a missing validator is never silently ignored in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
+DOCKERFILE = REPO_ROOT / "docker" / "Dockerfile"
+
+AIRFLOW_SERVICES = (
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-init",
+)
+REQUIRED_SERVICES = (*AIRFLOW_SERVICES, "postgres", "kafka", "kafka-init", "kafka-ui")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    with COMPOSE_FILE.open(encoding="utf-8") as fh:
+        # safe_load resolves the x-airflow-common anchors and "<<" merge keys.
+        data = yaml.safe_load(fh)
+    assert isinstance(data, dict), "docker-compose.yaml must be a mapping"
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict) -> dict:
+    services = compose.get("services")
+    assert isinstance(services, dict), "docker-compose.yaml has no services mapping"
+    assert services, "docker-compose.yaml has no services"
+    return services
+
+
+def _env(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):  # KEY=VALUE list form
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def _command_text(service: dict) -> str:
+    command = service.get("command") or ""
+    return " ".join(command) if isinstance(command, list) else str(command)
+
+
+def test_required_services_present(services: dict) -> None:
+    missing = [name for name in REQUIRED_SERVICES if name not in services]
+    assert not missing, f"services missing from docker-compose.yaml: {missing}"
+
+
+@pytest.mark.parametrize("name", AIRFLOW_SERVICES)
+def test_airflow_services_build_from_repo_dockerfile(services: dict, name: str) -> None:
+    build = services[name].get("build")
+    assert isinstance(build, dict), f"{name} must build the image (build: {{context, dockerfile}})"
+    assert build.get("dockerfile") == "docker/Dockerfile", f"{name} must build from docker/Dockerfile"
+    context = (REPO_ROOT / build.get("context", ".")).resolve()
+    assert context == REPO_ROOT, f"{name} build context must be the repository root"
+    assert (context / build["dockerfile"]).is_file()
+
+
+def test_dockerfile_installs_provider_on_airflow_3_3() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert "FROM apache/airflow:3.3.2-python3.11" in text
+    assert "airflow_provider_sheets" in text
+    assert "--no-cache-dir" in text
+
+
+@pytest.mark.parametrize(
+    ("name", "command"),
+    [
+        ("airflow-api-server", "api-server"),
+        ("airflow-scheduler", "scheduler"),
+        ("airflow-dag-processor", "dag-processor"),
+        ("airflow-triggerer", "triggerer"),
+    ],
+)
+def test_airflow_long_running_services(services: dict, name: str, command: str) -> None:
+    service = services[name]
+    assert _command_text(service) == command
+    assert "healthcheck" in service, f"{name} needs a healthcheck"
+    depends_on = service.get("depends_on") or {}
+    assert depends_on.get("postgres", {}).get("condition") == "service_healthy"
+    assert depends_on.get("airflow-init", {}).get("condition") == "service_completed_successfully"
+
+
+@pytest.mark.parametrize("name", AIRFLOW_SERVICES)
+def test_airflow_common_settings(services: dict, name: str) -> None:
+    env = _env(services[name])
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == ("postgresql+psycopg2://airflow:airflow@postgres/airflow")
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == ("http://airflow-api-server:8080/execution/")
+    assert env.get("AIRFLOW__API_AUTH__JWT_SECRET"), "a shared JWT secret is required"
+    volumes = [str(v) for v in services[name].get("volumes", [])]
+    assert any(v.startswith("./dags:/opt/airflow/dags") for v in volumes)
+    assert "./secrets:/opt/airflow/secrets:ro" in volumes
+
+
+def test_jwt_secret_shared_by_all_airflow_services(services: dict) -> None:
+    secrets = {_env(services[name])["AIRFLOW__API_AUTH__JWT_SECRET"] for name in AIRFLOW_SERVICES}
+    assert len(secrets) == 1
+
+
+def test_api_server_port(services: dict) -> None:
+    ports = [str(p) for p in services["airflow-api-server"].get("ports", [])]
+    assert any(p.endswith(":8080") and "8080:" in p for p in ports), ports
+
+
+def test_airflow_init_creates_connections_and_variables(services: dict) -> None:
+    script = _command_text(services["airflow-init"])
+    assert "airflow db migrate" in script
+    assert "connections add kafka_default" in script
+    assert '"bootstrap.servers": "kafka:9092"' in script
+    assert "connections add google_cloud_default" in script
+    assert "--conn-type google_cloud_platform" in script
+    assert '"key_path": "/opt/airflow/secrets/service-account.json"' in script
+    assert '"scope": "https://www.googleapis.com/auth/spreadsheets.readonly"' in script
+    for variable in ("sheets_spreadsheet_id", "sheets_sheet_name", "sheets_topic"):
+        assert f"airflow variables set {variable}" in script
+    env = _env(services["airflow-init"])
+    assert env["SHEETS_SPREADSHEET_ID"] == "${SHEETS_SPREADSHEET_ID:-}"
+    assert env["SHEETS_SHEET_NAME"].endswith(":-Form Responses 1}")
+    assert env["SHEETS_TOPIC"].endswith(":-form-responses}")
+
+
+def test_postgres_16(services: dict) -> None:
+    postgres = services["postgres"]
+    assert str(postgres["image"]).startswith("postgres:16")
+    assert "healthcheck" in postgres
+
+
+def test_kafka_kraft_mode(services: dict) -> None:
+    kafka = services["kafka"]
+    assert str(kafka["image"]).startswith("apache/kafka:")
+    env = _env(kafka)
+    roles = {r.strip() for r in env.get("KAFKA_PROCESS_ROLES", "").split(",")}
+    assert "controller" in roles, "kafka must run in KRaft mode (KAFKA_PROCESS_ROLES has controller)"
+    assert "broker" in roles, "kafka must also act as the broker"
+    assert env.get("KAFKA_NODE_ID")
+    assert env.get("KAFKA_CONTROLLER_QUORUM_VOTERS")
+    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "localhost:9094" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "healthcheck" in kafka
+
+
+def test_kafka_init_creates_topics(services: dict) -> None:
+    kafka_init = services["kafka-init"]
+    script = _command_text(kafka_init)
+    assert "kafka-topics.sh" in script
+    assert "--create" in script
+    assert "cleanup.policy=compact" in script
+    assert ".state" in script
+    assert _env(kafka_init)["TOPIC"].endswith(":-form-responses}")
+    depends_on = kafka_init.get("depends_on") or {}
+    assert depends_on.get("kafka", {}).get("condition") == "service_healthy"
+
+
+def test_kafka_ui(services: dict) -> None:
+    ui = services["kafka-ui"]
+    assert "kafka-ui" in str(ui["image"])
+    assert _env(ui)["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == "kafka:9092"
+    assert any(str(p).startswith("8081:") for p in ui.get("ports", []))
+
+
+def _compose_validator() -> list[str] | None:
+    """Return the command prefix of a usable Compose validator, if any."""
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker"):
+        try:
+            probe = subprocess.run(
+                ["docker", "compose", "version"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return None
+
+
+def test_compose_config_is_valid() -> None:
+    validator = _compose_validator()
+    if validator is None:
+        message = (
+            "no Compose validator found: install one with "
+            "`apt-get install -y docker-compose` (Debian package docker-compose)"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+    # Drop variables the file interpolates so the check proves the defaults work.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHEETS_", "AIRFLOW_", "KAFKA_", "COMPOSE_"))}
+    result = subprocess.run(
+        [*validator, "-f", str(COMPOSE_FILE), "config", "-q"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, (
+        f"`{' '.join(validator)} -f docker-compose.yaml config -q` failed "
+        f"(exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+    )

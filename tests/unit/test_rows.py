@@ -1,0 +1,198 @@
+"""Table-driven tests of the pure mapper: A1 ranges, header naming, ragged and empty rows, keys."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_provider_sheets.rows import (
+    A1Range,
+    Record,
+    RowMapper,
+    RowMappingError,
+    column_index,
+    column_letter,
+    field_names,
+    fingerprint,
+    quote_sheet_name,
+)
+
+
+@pytest.mark.parametrize(
+    ("index", "letters"),
+    [(1, "A"), (2, "B"), (26, "Z"), (27, "AA"), (52, "AZ"), (53, "BA"), (702, "ZZ"), (703, "AAA"), (18_278, "ZZZ")],
+)
+def test_column_letters_round_trip(index, letters):
+    assert column_letter(index) == letters
+    assert column_index(letters) == index
+    assert column_index(letters.lower()) == index
+
+
+@pytest.mark.parametrize("bad", [0, -1, 18_279])
+def test_column_letter_out_of_range(bad):
+    with pytest.raises(ValueError, match="outside"):
+        column_letter(bad)
+
+
+@pytest.mark.parametrize("bad", ["", "A1", "AAAA", "ZZZA", "1"])
+def test_column_index_rejects(bad):
+    with pytest.raises(ValueError):
+        column_index(bad)
+
+
+@pytest.mark.parametrize(
+    ("title", "quoted"),
+    [
+        ("Sheet1", "'Sheet1'"),
+        ("Form Responses 1", "'Form Responses 1'"),
+        ("Bob's answers", "'Bob''s answers'"),
+        ("''", "''''''"),
+        ("설문 응답 시트1", "'설문 응답 시트1'"),
+    ],
+)
+def test_quote_sheet_name(title, quoted):
+    assert quote_sheet_name(title) == quoted
+
+
+@pytest.mark.parametrize(
+    ("a1", "expected"),
+    [
+        (A1Range.rows("Form Responses 1", 2, 1001, 10), "'Form Responses 1'!A2:J1001"),
+        (A1Range.rows("Bob's tab", 5, 5, 28), "'Bob''s tab'!A5:AB5"),
+        (A1Range("Sheet1"), "'Sheet1'"),
+        (A1Range("Sheet1", 1, None, 1, None), "'Sheet1'!A:A"),
+        (A1Range("Sheet1", None, 2, None, 5), "'Sheet1'!2:5"),
+        (A1Range("Sheet1", 1, 2, 10, None), "'Sheet1'!A2:J"),
+        (A1Range("Sheet1", 3, 7), "'Sheet1'!C7"),
+    ],
+)
+def test_a1_range_str(a1, expected):
+    assert str(a1) == expected
+    assert A1Range.parse(expected) == a1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Sheet1!A1:B2", A1Range("Sheet1", 1, 1, 2, 2)),
+        ("'It''s here'!b3:c", A1Range("It's here", 2, 3, 3, None)),
+        ("'a!b'!A1", A1Range("a!b", 1, 1)),
+        ("Tab", A1Range("Tab")),
+    ],
+)
+def test_a1_range_parse(text, expected):
+    assert A1Range.parse(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["'open!A1", "Tab!1A", "Tab!A1:??"])
+def test_a1_range_parse_rejects(bad):
+    with pytest.raises(ValueError):
+        A1Range.parse(bad)
+
+
+@pytest.mark.parametrize(("first", "last"), [(0, 5), (5, 4)])
+def test_a1_rows_rejects_bad_span(first, last):
+    with pytest.raises(ValueError, match="invalid row span"):
+        A1Range.rows("S", first, last, 3)
+
+
+@pytest.mark.parametrize(
+    ("header", "width", "expected"),
+    [
+        (["Timestamp", "Name"], None, ["Timestamp", "Name"]),
+        ([" Name ", "Email\n"], None, ["Name", "Email"]),
+        (["Timestamp", "", "Email"], None, ["Timestamp", "column_B", "Email"]),
+        (["Q", "Q", "Q"], None, ["Q", "Q_2", "Q_3"]),
+        (["Q", "Q", "Q_2"], None, ["Q", "Q_3", "Q_2"]),
+        (["", None, "x"], None, ["column_A", "column_B", "x"]),
+        (["a"], 3, ["a", "column_B", "column_C"]),
+        ([1, 2.5, True], None, ["1", "2.5", "True"]),
+        (["column_B", ""], None, ["column_B", "column_B_2"]),
+        ([], 0, []),
+    ],
+)
+def test_field_names(header, width, expected):
+    assert field_names(header, width) == expected
+
+
+def _decode(record: Record) -> dict:
+    return json.loads(record.value.decode("utf-8"))
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected_values", "expected_empty"),
+    [
+        pytest.param([["t1", "Ann", "a@x"]], [{"Timestamp": "t1", "Name": "Ann", "Email": "a@x"}], [], id="full"),
+        pytest.param([["t1"]], [{"Timestamp": "t1", "Name": None, "Email": None}], [], id="ragged"),
+        pytest.param([["t1", "", "e"]], [{"Timestamp": "t1", "Name": "", "Email": "e"}], [], id="blank-middle"),
+        pytest.param([[], ["t2", "B"]], [{"Timestamp": "t2", "Name": "B", "Email": None}], [10], id="empty-first"),
+        pytest.param([["", "", ""], ["t3"]], [{"Timestamp": "t3", "Name": None, "Email": None}], [10], id="blank-row"),
+        pytest.param(
+            [["t4", "C", "c", "extra"]],
+            [{"Timestamp": "t4", "Name": "C", "Email": "c", "column_D": "extra"}],
+            [],
+            id="wider-than-header",
+        ),
+        pytest.param([["😀", "Zoë", "名前"]], [{"Timestamp": "😀", "Name": "Zoë", "Email": "名前"}], [], id="unicode"),
+        pytest.param([], [], [], id="no-rows"),
+    ],
+)
+def test_map_rows(rows, expected_values, expected_empty):
+    mapper = RowMapper(["Timestamp", "Name", "Email"])
+    out = list(mapper.map_rows(10, rows))
+    records = [r for r in out if isinstance(r, Record)]
+    assert [_decode(r) for r in records] == expected_values
+    assert [r for r in out if isinstance(r, int)] == expected_empty
+
+
+def test_row_number_keys_follow_sheet_rows():
+    mapper = RowMapper(["a"])
+    records = [r for r in mapper.map_rows(41, [["x"], [], ["y"]]) if isinstance(r, Record)]
+    assert [(r.row, r.key) for r in records] == [(41, b"41"), (43, b"43")]
+
+
+def test_values_are_compact_utf8_json():
+    record = next(RowMapper(["name"]).map_rows(2, [["Zoë"]]))
+    assert record.value == '{"name":"Zoë"}'.encode()
+
+
+@pytest.mark.parametrize(
+    ("row", "key"),
+    [(["t", "ID-7"], b"ID-7"), (["t", 42], b"42"), (["t", "한국"], "한국".encode())],
+)
+def test_key_column(row, key):
+    record = next(RowMapper(["Timestamp", "Id"], key_column="Id").map_rows(2, [row]))
+    assert record.key == key
+
+
+@pytest.mark.parametrize("row", [["t"], ["t", ""], ["t", None]])
+def test_empty_key_cell_names_the_row(row):
+    with pytest.raises(RowMappingError, match=r"row 7: the key column 'Id' is empty") as info:
+        list(RowMapper(["Timestamp", "Id"], key_column="Id").map_rows(7, [row]))
+    assert info.value.row == 7
+
+
+def test_unknown_key_column_lists_headers():
+    with pytest.raises(ValueError, match=r"key_column 'email' is not a header.*'Timestamp', 'Email'"):
+        RowMapper(["Timestamp", "Email"], key_column="email")
+
+
+def test_key_column_uses_renamed_duplicate():
+    record = next(RowMapper(["Q", "Q"], key_column="Q_2").map_rows(2, [["a", "b"]]))
+    assert record.key == b"b"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (["x", "y"], ["x", "y"], True),
+        (["x", "y"], ["x", "y", ""], True),
+        (["x", "y"], ["y", "x"], False),
+        (["x", "y"], ["x", "y", "z"], False),
+        ([1], ["1"], False),
+    ],
+)
+def test_fingerprint(a, b, same):
+    assert (fingerprint(a) == fingerprint(b)) is same
+    assert len(fingerprint(a)) == 32
