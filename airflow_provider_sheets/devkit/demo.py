@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{dags_folder} has no sheets_to_kafka.py; run from a checkout or pass --dags-folder")
 
     from airflow_provider_sheets.devkit.broker import LocalBroker
-    from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, forms_rows
+    from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, as_submitted, forms_rows
     from airflow_provider_sheets.devkit.sheets_server import SheetsServer
 
     home = Path(tempfile.mkdtemp(prefix="sheets-demo-airflow-"))
@@ -137,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
             from airflow.providers.google.suite.hooks.sheets import GSheetsHook
 
-            new = [[cell if isinstance(cell, str) else str(cell) for cell in row]
-                   for row in forms_rows(args.new_rows, start=args.initial_rows)]
+            new = [as_submitted(row) for row in forms_rows(args.new_rows, start=args.initial_rows)]
             GSheetsHook(api_endpoint=sheets.url).append_values(
                 SPREADSHEET_ID, f"'{FORMS_TAB}'!A1", new, value_input_option="USER_ENTERED"
             )

@@ -12,6 +12,16 @@ _CHANNELS = ["Friend", "Meetup", "Search", "Newsletter", "Conference"]
 _COMMENTS = ["", "Great session!", "More Kafka Connect, please 🙏", "", "카프카 스터디 최고", "Slides?"]
 
 
+def forms_timestamp(value: datetime) -> str:
+    """A timestamp as Google Forms writes it in an en_US sheet: ``11/2/2026 9:07:01``."""
+    return f"{value.month}/{value.day}/{value.year} {value.hour}:{value.minute:02d}:{value.second:02d}"
+
+
+def as_submitted(row: list[object]) -> list[str]:
+    """A row as text, the way a form submission arrives through ``values.append``."""
+    return [forms_timestamp(cell) if isinstance(cell, datetime) else str(cell) for cell in row]
+
+
 def forms_rows(count: int, start: int = 0, first_time: datetime | None = None) -> list[list[object]]:
     """
     ``count`` responses numbered from ``start``; ragged like real Forms rows (an unanswered

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 
 import pytest
 
@@ -21,12 +22,9 @@ def _new_sheet(server, rows, tab=FORMS_TAB, header=FORMS_HEADER, **kwargs) -> st
 
 def _expected_value(row: list[object]) -> dict[str, object]:
     """What a FORMATTED_VALUE read of a sample row must map to, built independently of the mapper."""
-    cells: list[object] = []
-    for cell in row:
-        if hasattr(cell, "strftime"):
-            cells.append(f"{cell.month}/{cell.day}/{cell.year} {cell.hour}:{cell.minute:02d}:{cell.second:02d}")
-        else:
-            cells.append(str(cell))
+    cells: list[object] = [
+        cell.strftime("%-m/%-d/%Y %-H:%M:%S") if isinstance(cell, datetime) else str(cell) for cell in row
+    ]
     cells += [None] * (len(FORMS_HEADER) - len(cells))
     return dict(zip(FORMS_HEADER, cells, strict=True))
 
