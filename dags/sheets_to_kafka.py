@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from airflow_provider_sheets.transfers.sheet_to_kafka import SheetToKafkaOperator
 
@@ -30,6 +30,11 @@ Variable (the *watermark*), moved only after Kafka acknowledged every record.
 * `sheets_topic` (default `form-responses`): the topic; create it before the first run.
 * `sheets_api_endpoint` (optional): a private Sheets endpoint; leave unset for Google's.
 
+**Run it by hand** (Trigger DAG → the form): *Dry run*, *Full refresh*, *Start row*, *Max rows*.
+A run without them behaves like a scheduled run. **Backfill** (`airflow backfill create --dag-id
+sheets_to_kafka --from-date … --to-date …`): each run publishes the responses whose `Timestamp`
+falls in its 15-minute data interval and leaves the live watermark alone.
+
 The watermark Variable is named in the task log and in the task's XCom summary
 (`sheets_to_kafka.<spreadsheet id>.gid<tab id>.<topic>`): delete it to republish everything.
 """
@@ -45,6 +50,35 @@ with DAG(
     max_active_runs=1,
     default_args={"retries": 3, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True},
     tags=["sheets", "kafka", "forms"],
+    render_template_as_native_obj=True,
+    params={
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Read and map the rows and log a preview; publish nothing and leave the watermark alone.",
+        ),
+        "full_refresh": Param(
+            False,
+            type="boolean",
+            title="Full refresh",
+            description="Republish every row from the first data row; the watermark is set to the last row at the end.",
+        ),
+        "start_row": Param(
+            None,
+            type=["null", "integer"],
+            minimum=2,
+            title="Start row",
+            description="Publish from this sheet row on (row 1 is the header). Empty: from the watermark.",
+        ),
+        "max_rows": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Max rows",
+            description="Publish at most this many rows in this run. Empty: no cap.",
+        ),
+    },
 ) as dag:
     SheetToKafkaOperator(
         task_id="publish_new_responses",
@@ -52,4 +86,8 @@ with DAG(
         sheet_name="{{ var.value.get('sheets_sheet_name', 'Form Responses 1') }}",
         topic="{{ var.value.get('sheets_topic', 'form-responses') }}",
         api_endpoint="{{ var.value.get('sheets_api_endpoint', '') }}",
+        dry_run="{{ params.dry_run }}",
+        full_refresh="{{ params.full_refresh }}",
+        start_row="{{ params.start_row }}",
+        max_rows="{{ params.max_rows }}",
     )

@@ -92,6 +92,7 @@ def run_operator(task_id: str = "publish", dag_id: str = "sheets_it", **operator
 
     from airflow_provider_sheets.transfers.sheet_to_kafka import SheetToKafkaOperator
 
+    operator_kwargs.setdefault("lease_settle", 0.2)
     with DAG(dag_id=dag_id, schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
         SheetToKafkaOperator(task_id=task_id, **operator_kwargs)
     return run_dag(dag, task_id)

@@ -10,16 +10,52 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_sheets.errors import HeaderError, SheetsConfigError, WatermarkError
-from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, SheetsReader
+from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, SheetInfo, SheetsReader
 from airflow_provider_sheets.kafka import Publisher
+from airflow_provider_sheets.lease import WatermarkLease
 from airflow_provider_sheets.rows import RowMapper, RowMappingError, fingerprint
+from airflow_provider_sheets.runmode import FULL_REFRESH, INCREMENTAL, RunPlan, plan_run
+from airflow_provider_sheets.timestamps import FORMS_TIMESTAMP_FORMAT, in_interval, parse_timestamp, sheet_zone
 from airflow_provider_sheets.watermark import Watermark, WatermarkStore, default_watermark_key
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-#: Seconds between progress lines in the task log.
+#: Seconds between progress lines in the task log (and lease renewals).
 PROGRESS_INTERVAL = 10.0
+
+#: Records shown in the task log by a dry run.
+DRY_RUN_PREVIEW = 5
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off", "", "none")
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise SheetsConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _as_int(name: str, value: Any, minimum: int, optional: bool = False) -> int | None:
+    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null"))):
+        return None
+    try:
+        number = int(value)
+        if isinstance(value, float) and value != number:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise SheetsConfigError(f"{name} must be an integer, got {value!r}") from None
+    if number < minimum:
+        raise SheetsConfigError(f"{name} must be at least {minimum}, got {number}")
+    return number
 
 
 class SheetToKafkaOperator(BaseOperator):
@@ -71,6 +107,10 @@ class SheetToKafkaOperator(BaseOperator):
         "api_endpoint",
         "key_column",
         "watermark_key",
+        "dry_run",
+        "full_refresh",
+        "start_row",
+        "max_rows",
     )
     ui_color = "#e6f4ea"
 
@@ -87,11 +127,19 @@ class SheetToKafkaOperator(BaseOperator):
         key_column: str | None = None,
         watermark_key: str | None = None,
         header_row: int = 1,
-        max_rows: int | None = None,
+        dry_run: bool | str = False,
+        full_refresh: bool | str = False,
+        start_row: int | str | None = None,
+        max_rows: int | str | None = None,
+        timestamp_column: str = "Timestamp",
+        timestamp_format: str = FORMS_TIMESTAMP_FORMAT,
         value_render_option: str = "FORMATTED_VALUE",
         impersonation_chain: str | Sequence[str] | None = None,
         producer_config: dict[str, Any] | None = None,
         flush_timeout: float = 300.0,
+        lease_ttl: float = 600.0,
+        lease_settle: float = 2.0,
+        lease_wait: float = 120.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -105,11 +153,19 @@ class SheetToKafkaOperator(BaseOperator):
         self.key_column = key_column
         self.watermark_key = watermark_key
         self.header_row = header_row
+        self.dry_run = dry_run
+        self.full_refresh = full_refresh
+        self.start_row = start_row
         self.max_rows = max_rows
+        self.timestamp_column = timestamp_column
+        self.timestamp_format = timestamp_format
         self.value_render_option = value_render_option
         self.impersonation_chain = impersonation_chain
         self.producer_config = producer_config
         self.flush_timeout = flush_timeout
+        self.lease_ttl = lease_ttl
+        self.lease_settle = lease_settle
+        self.lease_wait = lease_wait
 
     @cached_property
     def reader(self) -> SheetsReader:
@@ -130,50 +186,94 @@ class SheetToKafkaOperator(BaseOperator):
         )
 
     def _validate(self) -> None:
+        """Check the rendered arguments (templates and Params may give strings or ``None``)."""
         for name in ("spreadsheet_id", "topic", "gcp_conn_id", "kafka_config_id"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise SheetsConfigError(f"{name} must be a non-empty string after rendering, got {value!r}")
-        if not isinstance(self.page_size, int) or self.page_size < 1:
-            raise SheetsConfigError(f"page_size must be a positive integer, got {self.page_size!r}")
-        if not isinstance(self.header_row, int) or self.header_row < 1:
-            raise SheetsConfigError(f"header_row must be a positive integer, got {self.header_row!r}")
-        if self.max_rows is not None and (not isinstance(self.max_rows, int) or self.max_rows < 1):
-            raise SheetsConfigError(f"max_rows must be a positive integer or None, got {self.max_rows!r}")
+        self.page_size = _as_int("page_size", self.page_size, minimum=1)
+        self.header_row = _as_int("header_row", self.header_row, minimum=1)
+        self.start_row = _as_int("start_row", self.start_row, minimum=1, optional=True)
+        self.max_rows = _as_int("max_rows", self.max_rows, minimum=1, optional=True)
+        self.dry_run = _as_bool("dry_run", self.dry_run)
+        self.full_refresh = _as_bool("full_refresh", self.full_refresh)
         self.sheet_name = self.sheet_name or None
         self.key_column = self.key_column or None
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._validate()
         started = time.monotonic()
+        dag_run = context.get("dag_run")
+        plan = plan_run(
+            getattr(dag_run, "run_type", None),
+            (context.get("data_interval_start"), context.get("data_interval_end")),
+            header_row=self.header_row,
+            dry_run=self.dry_run,
+            full_refresh=self.full_refresh,
+            start_row=self.start_row,
+        )
+        self.log.info("Run plan: %s.", plan.reason)
         publisher = self.publisher
-        publisher.check_topic()
+        if plan.publish:
+            publisher.check_topic()
 
         info = self.reader.describe(self.spreadsheet_id, self.sheet_name)
         store = WatermarkStore(
             self.watermark_key or default_watermark_key(self.spreadsheet_id, info.sheet_id, self.topic)
         )
-        previous = store.get()
-        after_row = previous.last_row if previous else self.header_row
-        if after_row < self.header_row:
-            raise WatermarkError(
-                f"watermark {store.key!r} says last_row={after_row}, above the header row {self.header_row}; "
-                f"set it to {self.header_row} or more."
+        ti = context.get("ti")
+        dag_id = str(getattr(ti, "dag_id", None) or self.dag_id)
+        run_id = str(context.get("run_id") or getattr(ti, "run_id", "") or "")
+        lease = None
+        if plan.moves_watermark:
+            lease = WatermarkLease(
+                store.key,
+                owner=f"{dag_id}/{run_id}/{self.task_id}",
+                ttl=self.lease_ttl,
+                settle=self.lease_settle,
+                wait=self.lease_wait,
             )
-        if after_row > info.row_count:
+            lease.acquire()
+        try:
+            return self._run(context, plan, info, store, lease, dag_id, run_id, started)
+        finally:
+            if lease is not None:
+                lease.release()
+
+    def _run(
+        self,
+        context: Context,
+        plan: RunPlan,
+        info: SheetInfo,
+        store: WatermarkStore,
+        lease: WatermarkLease | None,
+        dag_id: str,
+        run_id: str,
+        started: float,
+    ) -> dict[str, Any]:
+        previous = store.get()
+        watermark_before = previous.last_row if previous else self.header_row
+        if watermark_before < self.header_row:
             raise WatermarkError(
-                f"watermark {store.key!r} says rows up to {after_row} are in Kafka, but tab {info.title!r} "
+                f"watermark {store.key!r} says last_row={watermark_before}, above the header row "
+                f"{self.header_row}; set it to {self.header_row} or more."
+            )
+        if plan.mode == INCREMENTAL and watermark_before > info.row_count:
+            raise WatermarkError(
+                f"watermark {store.key!r} says rows up to {watermark_before} are in Kafka, but tab {info.title!r} "
                 f"now has only {info.row_count} rows: rows were deleted. Check the topic, then set the "
                 f"Variable's last_row to the last row already published (or delete it to republish all)."
             )
+        after_row = watermark_before if plan.after_row is None else plan.after_row
         self.log.info(
-            "Reading %r (tab %r, gid %s) after row %s into topic %r; watermark Variable %r.",
+            "Reading %r (tab %r, gid %s) after row %s into topic %r; watermark Variable %r is at %s.",
             self.spreadsheet_id,
             info.title,
             info.sheet_id,
             after_row,
             self.topic,
             store.key,
+            watermark_before,
         )
 
         header, pages = self.reader.read(
@@ -188,6 +288,7 @@ class SheetToKafkaOperator(BaseOperator):
             mapper = RowMapper(header, self.key_column)
         except ValueError as err:
             raise SheetsConfigError(f"tab {info.title!r}: {err}") from None
+        in_window = self._interval_filter(plan, info, mapper)
 
         ti = context.get("ti")
         static_headers = [
@@ -195,14 +296,17 @@ class SheetToKafkaOperator(BaseOperator):
             ("sheets.sheet_name", info.title.encode()),
             ("sheets.sheet_id", str(info.sheet_id).encode()),
             ("sheets.header_hash", mapper.header_hash.encode()),
-            ("airflow.dag_id", str(getattr(ti, "dag_id", self.dag_id)).encode()),
-            ("airflow.run_id", str(context.get("run_id") or getattr(ti, "run_id", "")).encode()),
+            ("airflow.dag_id", dag_id.encode()),
+            ("airflow.run_id", run_id.encode()),
+            ("airflow.run_type", plan.run_type.encode()),
             ("airflow.task_id", str(self.task_id).encode()),
             ("airflow.try_number", str(getattr(ti, "try_number", "") or "").encode()),
         ]
+        publisher = self.publisher
         first_row = last_row = None
         last_value = b""
-        pages_read = 0
+        pages_read = rows_seen = selected = 0
+        preview: list[str] = []
         next_progress = time.monotonic() + PROGRESS_INTERVAL
         for page in pages:
             pages_read += 1
@@ -210,58 +314,98 @@ class SheetToKafkaOperator(BaseOperator):
                 for record in mapper.map_rows(page.first_row, page.rows):
                     if isinstance(record, int):
                         continue
-                    row_header = ("sheets.row", str(record.row).encode())
-                    publisher.send(record.key, record.value, [*static_headers, row_header])
+                    rows_seen += 1
+                    if in_window is not None and not in_window(page.rows[record.row - page.first_row], record.row):
+                        continue
+                    selected += 1
+                    if plan.publish:
+                        row_header = ("sheets.row", str(record.row).encode())
+                        publisher.send(record.key, record.value, [*static_headers, row_header])
+                    elif len(preview) < DRY_RUN_PREVIEW:
+                        preview.append(f"row {record.row} key={record.key.decode()} {record.value.decode()[:300]}")
                     if first_row is None:
                         first_row = record.row
                     last_row, last_value = record.row, record.value
             except RowMappingError as err:
-                publisher.abort(f"row {err.row} cannot be mapped ({err.reason})")
-            publisher.poll()
+                if plan.publish:
+                    publisher.abort(f"row {err.row} cannot be mapped ({err.reason})")
+                raise SheetsConfigError(f"row {err.row} cannot be mapped: {err.reason}") from None
+            if plan.publish:
+                publisher.poll()
             if time.monotonic() >= next_progress:
                 next_progress = time.monotonic() + PROGRESS_INTERVAL
                 self._log_progress(pages_read, page.last_row, publisher.produced, started)
+                if lease is not None:
+                    lease.renew()
 
-        acked = publisher.finish()
-        watermark_after = after_row
-        if last_row is not None:
-            watermark = store.set(
-                Watermark(
-                    last_row=last_row,
-                    spreadsheet_id=self.spreadsheet_id,
-                    sheet_id=info.sheet_id,
-                    sheet_name=info.title,
-                    topic=self.topic,
-                    header_hash=mapper.header_hash,
-                    last_row_hash=fingerprint([last_value]),
-                    dag_id=str(getattr(ti, "dag_id", self.dag_id)),
-                    run_id=str(context.get("run_id") or ""),
+        if plan.publish:
+            published = publisher.finish()
+        else:
+            published = 0
+            for line in preview:
+                self.log.info("Dry run preview: %s", line)
+        watermark_after = watermark_before
+        if plan.moves_watermark and last_row is not None:
+            if lease is not None:
+                lease.renew()
+            new_last = last_row
+            current = store.get()
+            if plan.mode != FULL_REFRESH and current is not None and current.last_row > new_last:
+                self.log.warning(
+                    "Watermark %r is already at %s (beyond this run's last row %s); leaving it there.",
+                    store.key,
+                    current.last_row,
+                    new_last,
                 )
-            )
-            watermark_after = watermark.last_row
+                new_last = current.last_row
+            else:
+                store.set(
+                    Watermark(
+                        last_row=new_last,
+                        spreadsheet_id=self.spreadsheet_id,
+                        sheet_id=info.sheet_id,
+                        sheet_name=info.title,
+                        topic=self.topic,
+                        header_hash=mapper.header_hash,
+                        last_row_hash=fingerprint([last_value]),
+                        dag_id=dag_id,
+                        run_id=run_id,
+                    )
+                )
+            watermark_after = new_last
         elapsed = time.monotonic() - started
         summary = {
+            "run_type": plan.run_type,
+            "mode": plan.mode,
+            "dry_run": not plan.publish,
             "spreadsheet_id": self.spreadsheet_id,
             "sheet_name": info.title,
             "sheet_id": info.sheet_id,
             "topic": self.topic,
             "watermark_key": store.key,
-            "watermark_before": after_row,
+            "watermark_before": watermark_before,
             "watermark_after": watermark_after,
-            "rows_published": acked,
-            "rows_acked": acked,
-            "empty_rows_skipped": (last_row - after_row - acked) if last_row is not None else 0,
+            "rows_published": published,
+            "rows_acked": published,
+            "rows_selected": selected,
+            "empty_rows_skipped": (
+                (last_row - after_row - rows_seen) if (last_row is not None and in_window is None) else 0
+            ),
             "first_row": first_row,
             "last_row": last_row,
             "pages": pages_read,
             "sheets_requests": self.reader.requests,
             "duration_s": round(elapsed, 3),
-            "rows_per_s": round(acked / elapsed, 1) if elapsed > 0 else None,
+            "rows_per_s": round(published / elapsed, 1) if elapsed > 0 else None,
         }
+        if plan.interval is not None:
+            summary["interval_start"] = plan.interval[0].isoformat()
+            summary["interval_end"] = plan.interval[1].isoformat()
         self.log.info(
-            "Published %s rows (%s..%s) of tab %r to %r in %.2f s (%s rows/s, %s pages, %s Sheets requests, "
-            "%s empty rows skipped); watermark %s -> %s.",
-            acked,
+            "%s %s rows (%s..%s) of tab %r to %r in %.2f s (%s rows/s, %s pages, %s Sheets requests); "
+            "mode %s, watermark %s -> %s.",
+            "Published" if plan.publish else "Dry run: would publish",
+            published if plan.publish else selected,
             first_row,
             last_row,
             info.title,
@@ -270,11 +414,37 @@ class SheetToKafkaOperator(BaseOperator):
             summary["rows_per_s"],
             pages_read,
             self.reader.requests,
-            summary["empty_rows_skipped"],
-            after_row,
+            plan.mode,
+            watermark_before,
             watermark_after,
         )
         return summary
+
+    def _interval_filter(self, plan: RunPlan, info: SheetInfo, mapper: RowMapper):
+        """For a backfill, a predicate ``(cells, row) -> bool`` selecting the rows in the data interval."""
+        if plan.interval is None:
+            return None
+        if self.timestamp_column not in mapper.fields:
+            raise SheetsConfigError(
+                f"timestamp_column {self.timestamp_column!r} is not a header of tab {info.title!r}; the headers "
+                f"are: {', '.join(repr(f) for f in mapper.fields)}. Backfills select rows by this column."
+            )
+        index = mapper.fields.index(self.timestamp_column)
+        zone = sheet_zone(info.time_zone)
+        start, end = plan.interval
+
+        def in_window(cells: list[Any], row: int) -> bool:
+            cell = cells[index] if index < len(cells) else None
+            try:
+                moment = parse_timestamp(cell, zone, self.timestamp_format)
+            except ValueError as err:
+                raise SheetsConfigError(
+                    f"row {row}: {err} (column {self.timestamp_column!r}, spreadsheet time zone {zone.key}). "
+                    f"Set timestamp_format to the sheet's format."
+                ) from None
+            return moment is not None and in_interval(moment, start, end)
+
+        return in_window
 
     def _log_progress(self, pages: int, through_row: int, produced: int, started: float) -> None:
         elapsed = time.monotonic() - started
