@@ -1,0 +1,1287 @@
+"""A local, in-process emulator of the Google Sheets API v4 subset used by Airflow's ``GSheetsHook``.
+
+The unmodified ``google-api-python-client`` talks to it when the hook is built with
+``api_endpoint=server.url`` (anonymous credentials), or with a service-account key whose
+``token_uri`` is ``server.url + "/token"``.
+
+Cell values are stored as Python values: ``str``, ``int``, ``float``, ``bool``, ``None`` (empty),
+``datetime.datetime`` / ``datetime.date`` (date-time cells, such as the Timestamp column of a
+Google Forms response sheet) or a string starting with ``#`` such as ``"#REF!"`` (a formula error,
+rendered as that text by every render option).
+
+Run ``python -m airflow_provider_sheets.devkit.sheets_server --port 8085 --seed-forms ID`` to serve
+in the foreground.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import copy
+import json
+import logging
+import re
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = [
+    "A1Range",
+    "FORMS_HEADER",
+    "KINDS",
+    "RequestRecord",
+    "SheetsServer",
+    "column_to_index",
+    "format_a1",
+    "index_to_column",
+    "main",
+    "parse_a1",
+    "quote_sheet_title",
+    "seed_forms",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Header row of the ``Form Responses 1`` tab created by :func:`seed_forms`.
+FORMS_HEADER = ["Timestamp", "Name", "Email", "Rating", "Comments"]
+
+#: Request kinds recorded in :attr:`SheetsServer.requests`.
+KINDS = (
+    "spreadsheets.get",
+    "values.get",
+    "values.batchGet",
+    "values.append",
+    "values.update",
+    "values.clear",
+    "batchUpdate",
+    "token",
+    "other",
+)
+
+_CELL_RE = re.compile(r"([A-Za-z]{0,3})(\d*)")  # Google's last column is ZZZ (18,278)
+_DEFAULT_ROWS = 1000
+_DEFAULT_COLUMNS = 26
+_GID_STEP = 1_000_003  # gids are distinct, increasing and deliberately not equal to the tab index
+_TOKEN_LIFETIME = 3600
+_JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+_SERIAL_EPOCH = datetime(1899, 12, 30)
+
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    501: "NOT_IMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_DEFAULT_MESSAGES = {
+    400: "Request contains an invalid argument.",
+    401: "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or "
+    "other valid authentication credential.",
+    403: "The caller does not have permission",
+    404: "Requested entity was not found.",
+    429: "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute per user' "
+    "of service 'sheets.googleapis.com' for consumer 'project_number:000000000000'.",
+    500: "Internal error encountered.",
+    503: "The service is currently unavailable.",
+}
+
+_VALUE_RENDER = ("FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA")
+_DATETIME_RENDER = ("SERIAL_NUMBER", "FORMATTED_STRING")
+_DIMENSIONS = ("DIMENSION_UNSPECIFIED", "ROWS", "COLUMNS")
+
+
+# --------------------------------------------------------------------------------------------------
+# A1 notation
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class A1Range:
+    """A parsed A1 range; ``None`` bounds are open (whole rows, whole columns or the whole tab).
+
+    :param sheet: tab title, or ``None`` for "the first tab" (``A1:B2`` without a tab).
+    """
+
+    sheet: str | None
+    start_col: int | None = None
+    start_row: int | None = None
+    end_col: int | None = None
+    end_row: int | None = None
+
+
+def column_to_index(letters: str) -> int:
+    """Return the 1-based index of column ``letters`` (``A`` → 1, ``AA`` → 27), case-insensitive."""
+    if not letters.isascii() or not letters.isalpha():
+        raise ValueError(f"Not a column: {letters!r}")
+    index = 0
+    for char in letters.upper():
+        index = index * 26 + ord(char) - ord("A") + 1
+    return index
+
+
+def index_to_column(index: int) -> str:
+    """Return the letters of the 1-based column ``index`` (27 → ``AA``)."""
+    if index < 1:
+        raise ValueError(f"Column index must be >= 1, got {index}")
+    letters = ""
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
+
+
+def _looks_like_reference(title: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z]{1,3}\d+|\d+|[Rr]\d*[Cc]\d*", title))
+
+
+def quote_sheet_title(title: str) -> str:
+    """Quote a tab title for an A1 range the way Google does in responses.
+
+    Titles made only of letters, digits and underscores that do not look like a cell reference
+    stay bare; everything else is wrapped in single quotes with inner quotes doubled.
+    """
+    if re.fullmatch(r"\w+", title, re.ASCII) and not _looks_like_reference(title):
+        return title
+    return "'" + title.replace("'", "''") + "'"
+
+
+def format_a1(title: str, start_row: int, start_col: int, end_row: int, end_col: int) -> str:
+    """Format a bounded range such as ``'Form Responses 1'!A2:E10`` (a single cell as ``Sheet1!B3``)."""
+    start = f"{index_to_column(start_col)}{start_row}"
+    end = f"{index_to_column(end_col)}{end_row}"
+    cells = start if start == end else f"{start}:{end}"
+    return f"{quote_sheet_title(title)}!{cells}"
+
+
+def _parse_cell(text: str) -> tuple[int | None, int | None] | None:
+    match = _CELL_RE.fullmatch(text)
+    if not text or match is None:
+        return None
+    letters, digits = match.groups()
+    row = int(digits) if digits else None
+    if row == 0:
+        return None
+    return (column_to_index(letters) if letters else None), row
+
+
+def _parse_cells(text: str) -> tuple[int | None, int | None, int | None, int | None] | None:
+    """Parse the part after ``!``: ``A1``, ``A1:B2``, ``A:A``, ``A2:B``, ``2:5``; ``None`` if invalid."""
+    if ":" not in text:
+        cell = _parse_cell(text)
+        if cell is None or None in cell:
+            return None
+        return cell[0], cell[1], cell[0], cell[1]
+    first, _, second = text.partition(":")
+    start, end = _parse_cell(first), _parse_cell(second)
+    if start is None or end is None:
+        return None
+    (col1, row1), (col2, row2) = start, end
+    if (col1 is None) != (col2 is None):
+        return None
+    if col1 is None and (row1 is None or row2 is None):
+        return None
+    if col1 is not None and col2 is not None and col2 < col1:
+        col1, col2 = col2, col1
+    if row1 is not None and row2 is not None and row2 < row1:
+        row1, row2 = row2, row1
+    return col1, row1, col2, row2
+
+
+def parse_a1(range_: str) -> A1Range:
+    """Parse an A1 range (``'Tab ''x'''!A2:J``, ``Tab!2:5``, ``Tab``, ``A1:B2``…).
+
+    A text without ``!`` that is not a cell range is a tab title.
+
+    :raises ValueError: the text is not a valid A1 range.
+    """
+    text = range_.strip()
+    if not text:
+        raise ValueError("Empty range")
+    if text.startswith("'"):
+        parts: list[str] = []
+        pos = 1
+        while True:
+            quote = text.find("'", pos)
+            if quote < 0:
+                raise ValueError(f"Unterminated quote in {range_!r}")
+            parts.append(text[pos:quote])
+            if text[quote + 1 : quote + 2] == "'":
+                parts.append("'")
+                pos = quote + 2
+                continue
+            rest = text[quote + 1 :]
+            break
+        title = "".join(parts)
+        if not rest:
+            return A1Range(title)
+        if not rest.startswith("!"):
+            raise ValueError(f"Unexpected text after the tab title in {range_!r}")
+        cells = rest[1:]
+    elif "!" in text:
+        title, _, cells = text.rpartition("!")
+    else:
+        parsed = _parse_cells(text)
+        return A1Range(text) if parsed is None else A1Range(None, *parsed)
+    if not title:
+        raise ValueError(f"Empty tab title in {range_!r}")
+    parsed = _parse_cells(cells)
+    if parsed is None:
+        raise ValueError(f"Invalid cells {cells!r} in {range_!r}")
+    return A1Range(title, *parsed)
+
+
+# --------------------------------------------------------------------------------------------------
+# Cell values
+# --------------------------------------------------------------------------------------------------
+
+
+def _is_empty(value: object) -> bool:
+    return value is None or (isinstance(value, str) and value == "")
+
+
+def _rstrip(cells: list[object]) -> list[object]:
+    end = len(cells)
+    while end and _is_empty(cells[end - 1]):
+        end -= 1
+    return cells[:end]
+
+
+def _local(value: datetime, time_zone: str) -> datetime:
+    if value.tzinfo is None:
+        return value
+    try:
+        zone: Any = ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = timezone.utc
+    return value.astimezone(zone).replace(tzinfo=None)
+
+
+def _format_value(value: object, time_zone: str) -> str:
+    """Render a cell as Google's FORMATTED_VALUE (default "Automatic" number format)."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.15g}".upper()
+    if isinstance(value, datetime):
+        local = _local(value, time_zone)
+        return f"{local.month}/{local.day}/{local.year} {local.hour}:{local.minute:02d}:{local.second:02d}"
+    if isinstance(value, date):
+        return f"{value.month}/{value.day}/{value.year}"
+    return str(value)
+
+
+def _serial(value: date, time_zone: str) -> float | int:
+    """Days since 1899-12-30 (Google's date-time serial number)."""
+    if isinstance(value, datetime):
+        return (_local(value, time_zone) - _SERIAL_EPOCH) / timedelta(days=1)
+    return (value - _SERIAL_EPOCH.date()).days
+
+
+def _render(value: object, value_render: str, datetime_render: str, time_zone: str) -> object:
+    if _is_empty(value):
+        return ""
+    if value_render == "FORMATTED_VALUE":
+        return _format_value(value, time_zone)
+    if isinstance(value, date):
+        if datetime_render == "FORMATTED_STRING":
+            return _format_value(value, time_zone)
+        return _serial(value, time_zone)
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# Store
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One served HTTP request.
+
+    :param path: the URL-decoded path, without the query string.
+    :param query: the parsed query string (every parameter maps to the list of its values).
+    :param kind: one of :data:`KINDS`.
+    """
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    status: int
+    response_bytes: int
+    kind: str
+
+
+class _ApiError(ValueError):
+    """An API error; raised by the store (also to the Python helpers, as a ``ValueError``)."""
+
+    def __init__(self, status: int, message: str | None = None) -> None:
+        self.status = status
+        self.message = message or _DEFAULT_MESSAGES.get(status, "Error")
+        super().__init__(self.message)
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            "code": self.status,
+            "message": self.message,
+            "status": _STATUS_NAMES.get(self.status, "UNKNOWN"),
+        }
+        if self.status == 429:
+            error["details"] = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "RATE_LIMIT_EXCEEDED",
+                    "domain": "googleapis.com",
+                    "metadata": {
+                        "service": "sheets.googleapis.com",
+                        "quota_metric": "sheets.googleapis.com/read_requests",
+                    },
+                }
+            ]
+        return {"error": error}
+
+
+@dataclass
+class _Tab:
+    sheet_id: int
+    title: str
+    rows: list[list[object]]
+    row_count: int
+    column_count: int
+
+    def properties(self, index: int) -> dict[str, Any]:
+        return {
+            "sheetId": self.sheet_id,
+            "title": self.title,
+            "index": index,
+            "sheetType": "GRID",
+            "gridProperties": {"rowCount": self.row_count, "columnCount": self.column_count},
+        }
+
+    def last_row(self) -> int:
+        """1-based index of the last row holding a value (0 for an empty tab)."""
+        for index in range(len(self.rows), 0, -1):
+            if any(not _is_empty(cell) for cell in self.rows[index - 1]):
+                return index
+        return 0
+
+    def put(self, row: int, col: int, value: object) -> None:
+        if value is None and (row > len(self.rows) or col > len(self.rows[row - 1])):
+            return
+        while len(self.rows) < row:
+            self.rows.append([])
+        cells = self.rows[row - 1]
+        while len(cells) < col:
+            cells.append(None)
+        cells[col - 1] = value
+
+    def write(self, row: int, col: int, values: list[list[object]], *, skip_none: bool) -> None:
+        """Write a block; ``None`` skips a cell when ``skip_none`` (API semantics), else clears it."""
+        for row_offset, cells in enumerate(values):
+            for col_offset, value in enumerate(cells):
+                if value is None and skip_none:
+                    continue
+                self.put(row + row_offset, col + col_offset, None if value == "" and skip_none else value)
+        self.grow(row + len(values) - 1, col + max((len(cells) for cells in values), default=0) - 1)
+
+    def grow(self, rows: int, cols: int) -> None:
+        self.row_count = max(self.row_count, rows)
+        self.column_count = max(self.column_count, cols)
+
+    def delete_dimension(self, dimension: str, start: int, end: int) -> None:
+        """Delete 0-based ``[start, end)`` rows or columns; the grid shrinks accordingly."""
+        if dimension == "ROWS":
+            end = min(end, self.row_count)
+            if start < 0 or start >= end:
+                raise _ApiError(400, f"Invalid row range [{start}, {end}) for sheet {self.sheet_id}")
+            if end - start >= self.row_count:
+                raise _ApiError(400, "Invalid requests[0].deleteDimension: You can't delete all the rows on the sheet.")
+            del self.rows[start:end]
+            self.row_count -= end - start
+        elif dimension == "COLUMNS":
+            end = min(end, self.column_count)
+            if start < 0 or start >= end:
+                raise _ApiError(400, f"Invalid column range [{start}, {end}) for sheet {self.sheet_id}")
+            if end - start >= self.column_count:
+                raise _ApiError(
+                    400, "Invalid requests[0].deleteDimension: You can't delete all the columns on the sheet."
+                )
+            for cells in self.rows:
+                del cells[start:end]
+            self.column_count -= end - start
+        else:
+            raise _ApiError(400, f"Unsupported dimension: {dimension}")
+
+    def insert_dimension(self, dimension: str, start: int, end: int) -> None:
+        """Insert empty rows or columns at 0-based ``[start, end)``."""
+        limit = self.row_count if dimension == "ROWS" else self.column_count
+        if start < 0 or end <= start or start > limit:
+            raise _ApiError(400, f"Invalid insert range [{start}, {end}) for sheet {self.sheet_id}")
+        if dimension == "ROWS":
+            if start < len(self.rows):
+                self.rows[start:start] = [[] for _ in range(end - start)]
+            self.row_count += end - start
+        elif dimension == "COLUMNS":
+            for cells in self.rows:
+                if start < len(cells):
+                    cells[start:start] = [None] * (end - start)
+            self.column_count += end - start
+        else:
+            raise _ApiError(400, f"Unsupported dimension: {dimension}")
+
+
+@dataclass
+class _Spreadsheet:
+    spreadsheet_id: str
+    title: str
+    time_zone: str
+    tabs: list[_Tab]
+    next_gid: int = 0
+
+    def find(self, title: str) -> _Tab | None:
+        """Find a tab by title: exact match first, then case-insensitive (as Google does)."""
+        for tab in self.tabs:
+            if tab.title == title:
+                return tab
+        folded = title.casefold()
+        return next((tab for tab in self.tabs if tab.title.casefold() == folded), None)
+
+    def by_gid(self, sheet_id: object) -> _Tab:
+        for tab in self.tabs:
+            if tab.sheet_id == sheet_id:
+                return tab
+        raise _ApiError(400, f"No grid with id: {sheet_id}")
+
+    def add_tab(
+        self,
+        title: str | None,
+        rows: list[list[object]] | None = None,
+        *,
+        row_count: int | None = None,
+        column_count: int | None = None,
+        sheet_id: int | None = None,
+        index: int | None = None,
+    ) -> _Tab:
+        if title is None:
+            number = len(self.tabs) + 1
+            while self.find(f"Sheet{number}") is not None:
+                number += 1
+            title = f"Sheet{number}"
+        self.check_title(title)
+        if sheet_id is None:
+            sheet_id = self.next_gid
+        elif any(tab.sheet_id == sheet_id for tab in self.tabs):
+            raise _ApiError(400, f"Invalid requests[0].addSheet: Sheet with id {sheet_id} already exists.")
+        self.next_gid = max(self.next_gid, sheet_id + _GID_STEP)
+        data = [list(cells) for cells in rows or []]
+        widest = max((len(cells) for cells in data), default=0)
+        tab = _Tab(
+            sheet_id=sheet_id,
+            title=title,
+            rows=data,
+            row_count=max(row_count or _DEFAULT_ROWS, len(data)),
+            column_count=max(column_count or _DEFAULT_COLUMNS, widest),
+        )
+        self.tabs.insert(len(self.tabs) if index is None else index, tab)
+        return tab
+
+    def check_title(self, title: str, current: _Tab | None = None) -> None:
+        if not title:
+            raise _ApiError(400, "The sheet name cannot be empty.")
+        existing = self.find(title)
+        if existing is not None and existing is not current and existing.title.casefold() == title.casefold():
+            raise _ApiError(400, f'A sheet with the name "{title}" already exists. Please enter another name.')
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "spreadsheetId": self.spreadsheet_id,
+            "properties": {"title": self.title, "locale": "en_US", "timeZone": self.time_zone},
+            "sheets": [{"properties": tab.properties(index)} for index, tab in enumerate(self.tabs)],
+            "spreadsheetUrl": f"https://docs.google.com/spreadsheets/d/{self.spreadsheet_id}/edit",
+        }
+
+
+@dataclass
+class _Fault:
+    status: int
+    remaining: int
+    pattern: re.Pattern[str] | None
+    message: str | None
+
+
+def _transpose(values: list[list[object]]) -> list[list[object]]:
+    width = max((len(cells) for cells in values), default=0)
+    return [[cells[i] if i < len(cells) else None for cells in values] for i in range(width)]
+
+
+def _b64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------------------------------
+
+_ID = r"/v4/spreadsheets/([^/:]+)"
+_ROUTES: list[tuple[str, re.Pattern[str], str, str]] = [
+    ("GET", re.compile(_ID), "spreadsheets.get", "_api_get"),
+    ("POST", re.compile(_ID + ":batchUpdate"), "batchUpdate", "_api_batch_update"),
+    ("GET", re.compile(_ID + "/values:batchGet"), "values.batchGet", "_api_values_batch_get"),
+    ("POST", re.compile(_ID + "/values:batchUpdate"), "other", "_api_values_batch_update"),
+    ("POST", re.compile(_ID + "/values:batchClear"), "other", "_api_values_batch_clear"),
+    ("POST", re.compile(_ID + "/values/(.+):append"), "values.append", "_api_values_append"),
+    ("POST", re.compile(_ID + "/values/(.+):clear"), "values.clear", "_api_values_clear"),
+    ("GET", re.compile(_ID + "/values/(.+)"), "values.get", "_api_values_get"),
+    ("PUT", re.compile(_ID + "/values/(.+)"), "values.update", "_api_values_update"),
+]
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], app: SheetsServer) -> None:
+        self.app = app
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "ESF"
+    sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        # headers and body are written separately: without this, Nagle + delayed ACK add ~40 ms per response
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        server: _HTTPServer = self.server  # type: ignore[assignment]
+        with server.connections_lock:
+            server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            server: _HTTPServer = self.server  # type: ignore[assignment]
+            with server.connections_lock:
+                server.connections.discard(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def _handle(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        app: SheetsServer = self.server.app  # type: ignore[attr-defined]
+        status, payload = app._serve(method, self.path, self.headers.get("Authorization"), body)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(payload)))
+        if status == 401:
+            self.send_header("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"')
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class SheetsServer:
+    """An in-memory Google Sheets API v4 emulator served over HTTP from a daemon thread.
+
+    :param host: interface to bind.
+    :param port: port to bind; 0 picks a free one (see :attr:`url`).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        #: every served request, in order (``/_stats`` excluded).
+        self.requests: list[RequestRecord] = []
+        #: seconds every API response waits before being computed.
+        self.latency: float = 0.0
+        #: when true, API requests need ``Authorization: Bearer <token issued by /token>``.
+        self.require_auth: bool = False
+        self._lock = threading.RLock()
+        self._books: dict[str, _Spreadsheet] = {}
+        self._faults: list[_Fault] = []
+        self._accounts: dict[str, Any] = {}
+        self._tokens: dict[str, float] = {}
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> SheetsServer:
+        """Bind and serve in a daemon thread (no-op when already running)."""
+        if self._httpd is None:
+            self._httpd = _HTTPServer((self.host, self.port), self)
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"sheets-server-{self._httpd.server_port}",
+                daemon=True,
+            )
+            self._thread.start()
+            logger.debug("Sheets server listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close the socket and any kept-alive connections."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        with httpd.connections_lock:
+            connections = list(httpd.connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> SheetsServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:43123`` (the hook's ``api_endpoint``)."""
+        if self._httpd is None:
+            raise RuntimeError("The Sheets server is not running; call start() first")
+        host, port = self._httpd.server_address[:2]
+        if isinstance(host, bytes):
+            host = host.decode()
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    # -- data helpers -------------------------------------------------------------------------------
+
+    def create_spreadsheet(
+        self,
+        spreadsheet_id: str,
+        sheets: dict[str, list[list[object]]] | None = None,
+        *,
+        title: str = "Untitled",
+        time_zone: str = "Etc/UTC",
+        row_count: int | None = None,
+    ) -> None:
+        """Create (or replace) a spreadsheet.
+
+        :param sheets: ordered ``{tab title: rows}``; defaults to one empty ``Sheet1``.
+        :param row_count: grid rows of every tab (default ``max(1000, len(rows))``).
+        """
+        book = _Spreadsheet(spreadsheet_id, title, time_zone, [])
+        for tab_title, rows in (sheets or {"Sheet1": []}).items():
+            book.add_tab(tab_title, rows, row_count=row_count)
+        with self._lock:
+            self._books[spreadsheet_id] = book
+
+    def add_sheet(self, spreadsheet_id: str, title: str, rows: list[list[object]] | None = None) -> int:
+        """Add a tab at the end and return its sheetId (gid)."""
+        with self._lock:
+            return self._book(spreadsheet_id).add_tab(title, rows).sheet_id
+
+    def append_rows(self, spreadsheet_id: str, sheet: str | int, rows: list[list[object]]) -> tuple[int, int]:
+        """Append rows after the last non-empty row; return the 1-based first and last rows written.
+
+        With no rows, returns ``(next_row, next_row - 1)``.
+        """
+        with self._lock:
+            tab = self._tab(spreadsheet_id, sheet)
+            first = tab.last_row() + 1
+            tab.write(first, 1, [list(cells) for cells in rows], skip_none=False)
+            return first, first + len(rows) - 1
+
+    def set_rows(self, spreadsheet_id: str, sheet: str | int, rows: list[list[object]]) -> None:
+        """Replace every cell of a tab (the grid grows if needed, never shrinks)."""
+        with self._lock:
+            tab = self._tab(spreadsheet_id, sheet)
+            tab.rows = [list(cells) for cells in rows]
+            tab.grow(len(tab.rows), max((len(cells) for cells in tab.rows), default=0))
+
+    def get_rows(self, spreadsheet_id: str, sheet: str | int) -> list[list[object]]:
+        """Return a copy of the stored rows of a tab."""
+        with self._lock:
+            return [list(cells) for cells in self._tab(spreadsheet_id, sheet).rows]
+
+    def delete_rows(self, spreadsheet_id: str, sheet: str | int, start_row: int, count: int = 1) -> None:
+        """Delete ``count`` rows from 1-based ``start_row``; rows below shift up, the grid shrinks."""
+        with self._lock:
+            self._tab(spreadsheet_id, sheet).delete_dimension("ROWS", start_row - 1, start_row - 1 + count)
+
+    def insert_rows(self, spreadsheet_id: str, sheet: str | int, before_row: int, rows: list[list[object]]) -> None:
+        """Insert rows before 1-based ``before_row``; rows below shift down, the grid grows."""
+        if not rows:
+            return
+        with self._lock:
+            tab = self._tab(spreadsheet_id, sheet)
+            tab.insert_dimension("ROWS", before_row - 1, before_row - 1 + len(rows))
+            tab.write(before_row, 1, [list(cells) for cells in rows], skip_none=False)
+
+    def set_cell(self, spreadsheet_id: str, sheet: str | int, row: int, col: int, value: object) -> None:
+        """Set one cell (1-based row and column); ``None`` empties it."""
+        if row < 1 or col < 1:
+            raise ValueError(f"Row and column are 1-based, got ({row}, {col})")
+        with self._lock:
+            tab = self._tab(spreadsheet_id, sheet)
+            tab.put(row, col, value)
+            tab.grow(row, col)
+
+    def rename_sheet(self, spreadsheet_id: str, old: str | int, new: str) -> None:
+        """Rename a tab (``ValueError`` if the new title is taken)."""
+        with self._lock:
+            book = self._book(spreadsheet_id)
+            tab = self._tab(spreadsheet_id, old)
+            book.check_title(new, tab)
+            tab.title = new
+
+    def _book(self, spreadsheet_id: str) -> _Spreadsheet:
+        try:
+            return self._books[spreadsheet_id]
+        except KeyError:
+            raise KeyError(f"No spreadsheet {spreadsheet_id!r}") from None
+
+    def _tab(self, spreadsheet_id: str, sheet: str | int) -> _Tab:
+        book = self._book(spreadsheet_id)
+        if isinstance(sheet, int):
+            tab = next((tab for tab in book.tabs if tab.sheet_id == sheet), None)
+        else:
+            tab = book.find(sheet)
+        if tab is None:
+            raise KeyError(f"No tab {sheet!r} in spreadsheet {spreadsheet_id!r}")
+        return tab
+
+    # -- faults, auth and accounting ----------------------------------------------------------------
+
+    def fail_next(self, status: int, count: int = 1, path_regex: str | None = None, message: str | None = None) -> None:
+        """Answer the next ``count`` matching requests with HTTP ``status`` and a Google-style error.
+
+        :param path_regex: searched in the URL-decoded path; by default every API request (not ``/token``).
+        :param message: error message; defaults to Google's usual text for ``status``.
+        """
+        if status < 400 or count < 1:
+            raise ValueError("status must be an HTTP error (>= 400) and count >= 1")
+        pattern = re.compile(path_regex) if path_regex is not None else None
+        with self._lock:
+            self._faults.append(_Fault(status, count, pattern, message))
+
+    def clear_faults(self) -> None:
+        """Drop every pending injected fault."""
+        with self._lock:
+            self._faults.clear()
+
+    def request_count(self, kind: str | None = None) -> int:
+        """Count served API requests, or those of one ``kind`` (``"token"`` counts only when asked)."""
+        with self._lock:
+            if kind is None:
+                return sum(1 for record in self.requests if record.kind != "token")
+            return sum(1 for record in self.requests if record.kind == kind)
+
+    def reset_stats(self) -> None:
+        """Forget the recorded requests."""
+        with self._lock:
+            self.requests.clear()
+
+    def register_service_account(self, client_email: str, public_key_pem: str) -> None:
+        """Accept JWT bearer assertions from ``client_email`` signed by this key (PEM key or certificate)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        data = public_key_pem.encode()
+        if b"BEGIN CERTIFICATE" in data:
+            key = x509.load_pem_x509_certificate(data).public_key()
+        else:
+            key = load_pem_public_key(data)
+        with self._lock:
+            self._accounts[client_email] = key
+
+    # -- request dispatch ---------------------------------------------------------------------------
+
+    def _serve(self, method: str, target: str, authorization: str | None, body: bytes) -> tuple[int, bytes]:
+        """Answer one request; return the status and the JSON body (recorded before it is sent)."""
+        split = urlsplit(target)
+        path = unquote(split.path)
+        query = parse_qs(split.query, keep_blank_values=True)
+        if split.path == "/_stats" and method == "GET":
+            with self._lock:
+                counts = Counter(record.kind for record in self.requests)
+            return 200, json.dumps({"requests": dict(counts)}).encode()
+
+        kind, handler, params = "other", None, ()
+        if split.path == "/token":
+            kind, handler = "token", ("_api_token" if method == "POST" else None)
+        else:
+            for route_method, pattern, route_kind, name in _ROUTES:
+                match = pattern.fullmatch(split.path)
+                if match and route_method == method:
+                    kind, handler, params = route_kind, name, tuple(unquote(group) for group in match.groups())
+                    break
+        is_api = kind != "token"
+
+        with self._lock:
+            fault = next(
+                (f for f in self._faults if (f.pattern.search(path) if f.pattern is not None else is_api)), None
+            )
+            if fault is not None:
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._faults.remove(fault)
+        if is_api and self.latency > 0:
+            time.sleep(self.latency)
+
+        try:
+            if fault is not None:
+                raise _ApiError(fault.status, fault.message)
+            if handler is None:
+                raise _ApiError(404, f"Method {method} {path} not found.")
+            with self._lock:
+                if is_api and self.require_auth:
+                    self._check_auth(authorization)
+                status, payload = getattr(self, handler)(*params, query=query, body=body)
+        except _ApiError as error:
+            status, payload = error.status, error.body()
+        except Exception:
+            logger.exception("Sheets server failed on %s %s", method, path)
+            status, payload = 500, _ApiError(500).body()
+        data = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
+        with self._lock:
+            self.requests.append(RequestRecord(method, path, query, status, len(data), kind))
+        return status, data
+
+    def _check_auth(self, authorization: str | None) -> None:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise _ApiError(
+                401,
+                "Request is missing required authentication credential. Expected OAuth 2 access token, "
+                "login cookie or other valid authentication credential.",
+            )
+        expiry = self._tokens.get(token.strip())
+        if expiry is None or expiry < time.time():
+            raise _ApiError(401)
+
+    def _api_token(self, *, query: dict[str, list[str]], body: bytes) -> tuple[int, dict[str, Any]]:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        def invalid(description: str, error: str = "invalid_grant") -> tuple[int, dict[str, Any]]:
+            return 400, {"error": error, "error_description": description}
+
+        form = parse_qs(body.decode("utf-8", "replace"))
+        grant_type = form.get("grant_type", [""])[0]
+        if grant_type != _JWT_BEARER:
+            return invalid(f"Invalid grant_type: {grant_type}", "unsupported_grant_type")
+        assertion = form.get("assertion", [""])[0]
+        try:
+            header_b64, claims_b64, signature_b64 = assertion.split(".")
+            header = json.loads(_b64url(header_b64))
+            claims = json.loads(_b64url(claims_b64))
+            signature = _b64url(signature_b64)
+        except ValueError:
+            return invalid("Invalid JWT: the assertion is not a JWT.")
+        key = self._accounts.get(claims.get("iss"))
+        if key is None:
+            return invalid("Invalid grant: account not found")
+        if header.get("alg") != "RS256":
+            return invalid("Invalid JWT: only RS256 is supported.")
+        try:
+            key.verify(signature, f"{header_b64}.{claims_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return invalid("Invalid JWT Signature.")
+        if not isinstance(claims.get("exp"), (int, float)) or claims["exp"] < time.time() - 60:
+            return invalid(
+                "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. "
+                "Check your iat and exp values in the JWT claim."
+            )
+        token = "ya29." + secrets.token_urlsafe(32)
+        self._tokens[token] = time.time() + _TOKEN_LIFETIME
+        return 200, {"access_token": token, "expires_in": _TOKEN_LIFETIME, "token_type": "Bearer"}
+
+    # -- API handlers (called with the lock held) ---------------------------------------------------
+
+    def _api_book(self, spreadsheet_id: str) -> _Spreadsheet:
+        book = self._books.get(spreadsheet_id)
+        if book is None:
+            raise _ApiError(404)
+        return book
+
+    @staticmethod
+    def _json(body: bytes) -> dict[str, Any]:
+        if not body:
+            return {}
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise _ApiError(400, "Invalid JSON payload received.") from None
+        if not isinstance(data, dict):
+            raise _ApiError(400, "Invalid JSON payload received. Expected an object.")
+        return data
+
+    @staticmethod
+    def _option(query: dict[str, list[str]], name: str, allowed: tuple[str, ...], default: str) -> str:
+        values = query.get(name)
+        if not values:
+            return default
+        if values[-1] not in allowed:
+            snake = re.sub(r"([A-Z])", r"_\1", name).lower()
+            raise _ApiError(400, f"Invalid value at '{snake}', \"{values[-1]}\"")
+        return values[-1]
+
+    @staticmethod
+    def _values(data: dict[str, Any], where: str = "values") -> list[list[object]]:
+        values = data.get("values") or []
+        if not isinstance(values, list) or not all(isinstance(cells, list) for cells in values):
+            raise _ApiError(400, f"Invalid {where}: expected a list of lists.")
+        return _transpose(values) if data.get("majorDimension") == "COLUMNS" else values
+
+    def _resolve(self, book: _Spreadsheet, range_: str) -> tuple[_Tab, A1Range]:
+        try:
+            a1 = parse_a1(range_)
+        except ValueError:
+            raise _ApiError(400, f"Unable to parse range: {range_}") from None
+        if a1.sheet is None:
+            literal = book.find(range_.strip())
+            return (literal, A1Range(literal.title)) if literal is not None else (book.tabs[0], a1)
+        tab = book.find(a1.sheet)
+        if tab is None:
+            raise _ApiError(400, f"Unable to parse range: {range_}")
+        return tab, a1
+
+    @staticmethod
+    def _bounds(tab: _Tab, a1: A1Range) -> tuple[int, int, int, int]:
+        """Bounds of ``a1`` clipped to the grid; a start outside the grid is an error, as in Google."""
+        row1, col1 = a1.start_row or 1, a1.start_col or 1
+        if row1 > tab.row_count or col1 > tab.column_count:
+            requested = format_a1(tab.title, row1, col1, a1.end_row or row1, a1.end_col or col1)
+            raise _ApiError(
+                400,
+                f"Range ({requested}) exceeds grid limits. Max rows: {tab.row_count}, max columns: {tab.column_count}",
+            )
+        row2 = min(a1.end_row or tab.row_count, tab.row_count)
+        col2 = min(a1.end_col or tab.column_count, tab.column_count)
+        return row1, col1, row2, col2
+
+    @staticmethod
+    def _value_range(
+        book: _Spreadsheet,
+        tab: _Tab,
+        bounds: tuple[int, int, int, int],
+        major_dimension: str,
+        value_render: str,
+        datetime_render: str,
+    ) -> dict[str, Any]:
+        row1, col1, row2, col2 = bounds
+        matrix = [tab.rows[row - 1][col1 - 1 : col2] for row in range(row1, min(row2, len(tab.rows)) + 1)]
+        dimension = "COLUMNS" if major_dimension == "COLUMNS" else "ROWS"
+        if dimension == "COLUMNS":
+            matrix = _transpose(matrix)
+        lines = [_rstrip(cells) for cells in matrix]
+        while lines and not lines[-1]:
+            lines.pop()
+        result: dict[str, Any] = {"range": format_a1(tab.title, *bounds), "majorDimension": dimension}
+        if lines:
+            result["values"] = [
+                [_render(value, value_render, datetime_render, book.time_zone) for value in cells] for cells in lines
+            ]
+        return result
+
+    def _read_options(self, query: dict[str, list[str]], prefix: str = "") -> tuple[str, str, str]:
+        def name(option: str) -> str:
+            return prefix + option[0].upper() + option[1:] if prefix else option
+
+        return (
+            self._option(query, name("majorDimension"), _DIMENSIONS, "ROWS"),
+            self._option(query, name("valueRenderOption"), _VALUE_RENDER, "FORMATTED_VALUE"),
+            self._option(query, name("dateTimeRenderOption"), _DATETIME_RENDER, "SERIAL_NUMBER"),
+        )
+
+    def _api_get(self, spreadsheet_id: str, *, query: dict[str, list[str]], body: bytes) -> tuple[int, dict[str, Any]]:
+        return 200, self._api_book(spreadsheet_id).metadata()
+
+    def _api_values_get(
+        self, spreadsheet_id: str, range_: str, *, query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        book = self._api_book(spreadsheet_id)
+        options = self._read_options(query)
+        tab, a1 = self._resolve(book, range_)
+        return 200, self._value_range(book, tab, self._bounds(tab, a1), *options)
+
+    def _api_values_batch_get(
+        self, spreadsheet_id: str, *, query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        book = self._api_book(spreadsheet_id)
+        options = self._read_options(query)
+        value_ranges = []
+        for range_ in query.get("ranges", []):
+            tab, a1 = self._resolve(book, range_)
+            value_ranges.append(self._value_range(book, tab, self._bounds(tab, a1), *options))
+        return 200, {"spreadsheetId": spreadsheet_id, "valueRanges": value_ranges}
+
+    def _update_response(
+        self,
+        book: _Spreadsheet,
+        tab: _Tab,
+        row: int,
+        col: int,
+        values: list[list[object]],
+        query: dict[str, list[str]],
+    ) -> dict[str, Any]:
+        width = max((len(cells) for cells in values), default=0)
+        response: dict[str, Any] = {"spreadsheetId": book.spreadsheet_id}
+        if not values or not width:
+            return response
+        bounds = (row, col, row + len(values) - 1, col + width - 1)
+        response.update(
+            updatedRange=format_a1(tab.title, *bounds),
+            updatedRows=sum(1 for cells in values if cells),
+            updatedColumns=width,
+            updatedCells=sum(len(cells) for cells in values),
+        )
+        if query.get("includeValuesInResponse", ["false"])[-1].lower() == "true":
+            _, value_render, datetime_render = self._read_options(query, prefix="response")
+            response["updatedData"] = self._value_range(book, tab, bounds, "ROWS", value_render, datetime_render)
+        return response
+
+    def _write_range(
+        self, book: _Spreadsheet, range_: str, data: dict[str, Any], query: dict[str, list[str]]
+    ) -> dict[str, Any]:
+        tab, a1 = self._resolve(book, range_)
+        values = self._values(data)
+        row, col = a1.start_row or 1, a1.start_col or 1
+        last_row = row + len(values) - 1
+        last_col = col + max((len(cells) for cells in values), default=0) - 1
+        if a1.end_row is not None and last_row > a1.end_row:
+            raise _ApiError(400, f"Requested writing within range [{range_}], but tried writing to row [{last_row}]")
+        if a1.end_col is not None and last_col > a1.end_col:
+            raise _ApiError(
+                400,
+                f"Requested writing within range [{range_}], but tried writing to column [{index_to_column(last_col)}]",
+            )
+        tab.write(row, col, values, skip_none=True)
+        return self._update_response(book, tab, row, col, values, query)
+
+    def _api_values_update(
+        self, spreadsheet_id: str, range_: str, *, query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        book = self._api_book(spreadsheet_id)
+        return 200, self._write_range(book, range_, self._json(body), query)
+
+    def _api_values_append(
+        self, spreadsheet_id: str, range_: str, *, query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        book = self._api_book(spreadsheet_id)
+        tab, a1 = self._resolve(book, range_)
+        values = self._values(self._json(body))
+        insert = self._option(query, "insertDataOption", ("OVERWRITE", "INSERT_ROWS"), "OVERWRITE")
+        table_end = tab.last_row()
+        response: dict[str, Any] = {"spreadsheetId": spreadsheet_id}
+        if table_end:
+            table_start = next(i for i in range(1, table_end + 1) if any(not _is_empty(v) for v in tab.rows[i - 1]))
+            width = max(len(_rstrip(cells)) for cells in tab.rows[:table_end])
+            response["tableRange"] = format_a1(tab.title, table_start, 1, table_end, max(width, 1))
+        row, col = table_end + 1, a1.start_col or 1
+        if insert == "INSERT_ROWS" and values:
+            tab.row_count += len(values)
+        tab.write(row, col, values, skip_none=True)
+        response["updates"] = self._update_response(book, tab, row, col, values, query)
+        return 200, response
+
+    def _clear(self, book: _Spreadsheet, range_: str) -> str:
+        tab, a1 = self._resolve(book, range_)
+        bounds = self._bounds(tab, a1)
+        row1, col1, row2, col2 = bounds
+        for row in range(row1, min(row2, len(tab.rows)) + 1):
+            cells = tab.rows[row - 1]
+            for col in range(col1, min(col2, len(cells)) + 1):
+                cells[col - 1] = None
+        return format_a1(tab.title, *bounds)
+
+    def _api_values_clear(
+        self, spreadsheet_id: str, range_: str, *, query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        book = self._api_book(spreadsheet_id)
+        return 200, {"spreadsheetId": spreadsheet_id, "clearedRange": self._clear(book, range_)}
+
+    def _api_values_batch_clear(
+        self, spreadsheet_id: str, *, query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        book = self._api_book(spreadsheet_id)
+        ranges = self._json(body).get("ranges") or []
+        scratch = copy.deepcopy(book)
+        cleared = [self._clear(scratch, range_) for range_ in ranges]
+        self._books[spreadsheet_id] = scratch
+        return 200, {"spreadsheetId": spreadsheet_id, "clearedRanges": cleared}
+
+    def _api_values_batch_update(
+        self, spreadsheet_id: str, *, query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        book = self._api_book(spreadsheet_id)
+        data = self._json(body)
+        options = {
+            "includeValuesInResponse": [str(data.get("includeValuesInResponse", False)).lower()],
+            "responseValueRenderOption": [data.get("responseValueRenderOption", "FORMATTED_VALUE")],
+            "responseDateTimeRenderOption": [data.get("responseDateTimeRenderOption", "SERIAL_NUMBER")],
+        }
+        scratch = copy.deepcopy(book)
+        responses = []
+        for item in data.get("data") or []:
+            if not isinstance(item, dict) or "range" not in item:
+                raise _ApiError(400, "Invalid data: every item needs a range.")
+            responses.append(self._write_range(scratch, item["range"], item, options))
+        self._books[spreadsheet_id] = scratch
+        touched = [r for r in responses if "updatedRange" in r]
+        return 200, {
+            "spreadsheetId": spreadsheet_id,
+            "totalUpdatedRows": sum(r["updatedRows"] for r in touched),
+            "totalUpdatedColumns": sum(r["updatedColumns"] for r in touched),
+            "totalUpdatedCells": sum(r["updatedCells"] for r in touched),
+            "totalUpdatedSheets": len({r["updatedRange"].rpartition("!")[0] for r in touched}),
+            "responses": responses,
+        }
+
+    def _api_batch_update(
+        self, spreadsheet_id: str, *, query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        scratch = copy.deepcopy(self._api_book(spreadsheet_id))
+        replies = []
+        for position, request in enumerate(self._json(body).get("requests") or []):
+            if not isinstance(request, dict) or len(request) != 1:
+                raise _ApiError(400, f"Invalid requests[{position}]: exactly one kind of request is required.")
+            ((name, spec),) = request.items()
+            replies.append(self._apply(scratch, position, name, spec or {}))
+        self._books[spreadsheet_id] = scratch
+        return 200, {"spreadsheetId": spreadsheet_id, "replies": replies}
+
+    @staticmethod
+    def _apply(book: _Spreadsheet, position: int, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Apply one ``spreadsheets.batchUpdate`` request to ``book``; return its reply."""
+        if name in ("deleteDimension", "insertDimension"):
+            grid = spec.get("range") or {}
+            tab = book.by_gid(grid.get("sheetId", 0))
+            start, end = int(grid.get("startIndex", 0)), grid.get("endIndex")
+            if end is None:
+                raise _ApiError(400, f"Invalid requests[{position}].{name}: endIndex is required.")
+            method = tab.delete_dimension if name == "deleteDimension" else tab.insert_dimension
+            method(grid.get("dimension", "ROWS"), start, int(end))
+            return {}
+        if name == "updateSheetProperties":
+            properties = spec.get("properties") or {}
+            tab = book.by_gid(properties.get("sheetId", 0))
+            fields = {field.strip() for field in str(spec.get("fields", "")).split(",")}
+            grid = properties.get("gridProperties") or {}
+            if "*" in fields or "title" in fields:
+                book.check_title(properties.get("title", ""), tab)
+                tab.title = properties["title"]
+            if fields & {"*", "gridProperties", "gridProperties.rowCount"} and "rowCount" in grid:
+                tab.row_count = int(grid["rowCount"])
+                del tab.rows[tab.row_count :]
+            if fields & {"*", "gridProperties", "gridProperties.columnCount"} and "columnCount" in grid:
+                tab.column_count = int(grid["columnCount"])
+                for cells in tab.rows:
+                    del cells[tab.column_count :]
+            return {}
+        if name == "addSheet":
+            properties = spec.get("properties") or {}
+            grid = properties.get("gridProperties") or {}
+            tab = book.add_tab(
+                properties.get("title"),
+                row_count=grid.get("rowCount"),
+                column_count=grid.get("columnCount"),
+                sheet_id=properties.get("sheetId"),
+                index=properties.get("index"),
+            )
+            return {"addSheet": {"properties": tab.properties(book.tabs.index(tab))}}
+        if name == "deleteSheet":
+            tab = book.by_gid(spec.get("sheetId"))
+            if len(book.tabs) == 1:
+                raise _ApiError(400, "You can't remove all the visible sheets in a document.")
+            book.tabs.remove(tab)
+            return {}
+        raise _ApiError(
+            400, f"Invalid JSON payload received. Unknown name \"{name}\" at 'requests[{position}]': Cannot find field."
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------
+
+
+def seed_forms(server: SheetsServer, spreadsheet_id: str) -> None:
+    """Create a Google Forms style spreadsheet: a ``Form Responses 1`` tab with a few responses."""
+    start = datetime(2026, 11, 24, 9, 5, 3)
+    rows: list[list[object]] = [
+        FORMS_HEADER,
+        [start, "Ada Lovelace", "ada@example.com", 5, "Loved the workshop."],
+        [start + timedelta(minutes=7, seconds=41), "Alan Turing", "alan@example.com", 4, ""],
+        [start + timedelta(hours=1, seconds=12), "Grace Hopper", "grace@example.com", 5, 'Great, "more" please, soon'],
+        [start + timedelta(hours=3, minutes=30), "Edsger Dijkstra", "edsger@example.com", 3],
+        [start + timedelta(days=1, hours=-8), "Barbara Liskov", "barbara@example.com", 4, "Très bien 👍"],
+    ]
+    server.create_spreadsheet(spreadsheet_id, {"Form Responses 1": rows}, title="Customer Feedback (Responses)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve in the foreground until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(description="Local Google Sheets API v4 emulator.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument(
+        "--seed-forms", metavar="SPREADSHEET_ID", action="append", default=[], help="create a Forms response sheet"
+    )
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    stopping = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    server = SheetsServer(args.host, args.port)
+    for spreadsheet_id in args.seed_forms:
+        seed_forms(server, spreadsheet_id)
+    with server:
+        logger.info("Google Sheets API emulator listening on %s", server.url)
+        while not stopping.wait(1.0):
+            pass
+
+
+if __name__ == "__main__":
+    main()
