@@ -27,6 +27,10 @@ class HeaderError(SheetsConfigError):
     """The header row is missing, blank or unusable."""
 
 
+class DriftError(SheetsConfigError):
+    """The tab changed above the watermark (rows inserted, deleted or edited, or the header changed)."""
+
+
 class SheetsAccessError(SheetsToKafkaError):
     """A Sheets API request failed after the client's retries."""
 

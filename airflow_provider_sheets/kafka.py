@@ -43,12 +43,22 @@ class SheetsProducerHook(KafkaProducerHook):
     :param overrides: extra producer settings applied over the connection's (not over the enforced).
     """
 
-    def __init__(self, kafka_config_id: str = "kafka_default", overrides: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        kafka_config_id: str = "kafka_default",
+        overrides: dict[str, Any] | None = None,
+        max_message_timeout_ms: int | None = None,
+    ) -> None:
         super().__init__(kafka_config_id=kafka_config_id)
         self.overrides = dict(overrides or {})
+        self.max_message_timeout_ms = max_message_timeout_ms
 
     def producer_config(self, config: dict[str, Any]) -> dict[str, Any]:
         merged = {**DEFAULT_CONFIG, **config, **self.overrides}
+        if self.max_message_timeout_ms is not None:
+            # a record must either be delivered or fail within the flush budget: never later, when
+            # a retry may already be re-sending it
+            merged["message.timeout.ms"] = min(int(merged["message.timeout.ms"]), self.max_message_timeout_ms)
         for key, value in ENFORCED_CONFIG.items():
             current = merged.get(key)
             if current is not None and str(current).lower() not in (str(value).lower(), "-1"):
@@ -90,6 +100,10 @@ class Publisher:
     :param kafka_config_id: the ``kafka`` connection id.
     :param flush_timeout: seconds :meth:`finish` waits for outstanding acks.
     :param producer_config: extra librdkafka settings applied over the connection's.
+    :param transactional_id: when set, the records of one run are written in one Kafka
+        transaction (exactly-once mode): :meth:`begin` fences any older producer with the same id,
+        :meth:`finish` commits, :meth:`abort` aborts, and ``read_committed`` consumers see either
+        all of a run's records or none.
     """
 
     def __init__(
@@ -98,11 +112,17 @@ class Publisher:
         kafka_config_id: str = "kafka_default",
         flush_timeout: float = 300.0,
         producer_config: dict[str, Any] | None = None,
+        transactional_id: str | None = None,
     ) -> None:
         self.topic = topic
         self.kafka_config_id = kafka_config_id
         self.flush_timeout = flush_timeout
         self.producer_config = dict(producer_config or {})
+        self.transactional_id = transactional_id
+        if transactional_id:
+            self.producer_config["transactional.id"] = transactional_id
+            self.producer_config.setdefault("transaction.timeout.ms", 900_000)
+        self.in_transaction = False
         self.produced = 0
         self.acked = 0
         self.errors: list[str] = []
@@ -110,38 +130,44 @@ class Publisher:
 
     @cached_property
     def hook(self) -> SheetsProducerHook:
-        return SheetsProducerHook(self.kafka_config_id, overrides=self.producer_config)
+        return SheetsProducerHook(
+            self.kafka_config_id,
+            overrides=self.producer_config,
+            max_message_timeout_ms=max(1000, int(self.flush_timeout * 1000) - 1000),
+        )
 
     @cached_property
     def producer(self):
         return self.hook.get_producer()
 
-    def check_topic(self, timeout: float = 15.0) -> int:
+    def check_topic(self, topic: str | None = None, timeout: float = 15.0) -> int:
         """
         Fail fast, before anything is read, when the broker is unreachable or the topic is missing.
 
+        :param topic: the topic to check; default the publisher's.
         :return: the topic's partition count.
         """
         from confluent_kafka import KafkaException
 
+        name = topic or self.topic
         try:
-            metadata = self.producer.list_topics(self.topic, timeout=timeout)
+            metadata = self.producer.list_topics(name, timeout=timeout)
         except KafkaException as err:
             raise KafkaPublishError(
                 f"cannot reach the Kafka brokers of connection {self.kafka_config_id!r} within {timeout:.0f} s "
                 f"({_redact(str(err))}). Check bootstrap.servers and the network/credentials settings in "
                 f"its extra."
             ) from None
-        topic = metadata.topics.get(self.topic)
-        if topic is None or topic.error is not None or not topic.partitions:
-            detail = f" ({topic.error.str()})" if topic is not None and topic.error is not None else ""
+        found = metadata.topics.get(name)
+        if found is None or found.error is not None or not found.partitions:
+            detail = f" ({found.error.str()})" if found is not None and found.error is not None else ""
             raise KafkaConfigError(
-                f"topic {self.topic!r} does not exist or is not authorised for connection "
+                f"topic {name!r} does not exist or is not authorised for connection "
                 f"{self.kafka_config_id!r}{detail}. Create it first, e.g. "
-                f"kafka-topics.sh --create --topic {self.topic} --partitions 3, or grant this principal "
+                f"kafka-topics.sh --create --topic {name} --partitions 3, or grant this principal "
                 f"WRITE and DESCRIBE on it."
             )
-        return len(topic.partitions)
+        return len(found.partitions)
 
     def _on_delivery(self, err, msg) -> None:
         if err is None:
@@ -152,12 +178,31 @@ class Publisher:
             key = msg.key().decode("utf-8", "replace") if msg is not None and msg.key() else "?"
             self.errors.append(f"key {key}: {err.str()}")
 
-    def send(self, key: bytes, value: bytes, headers: Headers) -> None:
-        """Queue one record; waits for room when the local queue is full."""
+    def begin(self, timeout: float = 60.0) -> None:
+        """Start the run's transaction (exactly-once mode; a no-op otherwise)."""
+        if not self.transactional_id:
+            return
+        from confluent_kafka import KafkaException
+
+        try:
+            self.producer.init_transactions(timeout)
+            self.producer.begin_transaction()
+        except KafkaException as err:
+            raise KafkaPublishError(
+                f"could not start a Kafka transaction with transactional.id {self.transactional_id!r}: "
+                f"{_redact(str(err))}. The cluster must support transactions (and this principal needs WRITE "
+                f"on that transactional id); or use delivery='at_least_once'."
+            ) from None
+        self.in_transaction = True
+
+    def send(self, key: bytes, value: bytes, headers: Headers, topic: str | None = None) -> None:
+        """Queue one record (to ``topic``, default the publisher's); waits for room when the queue is full."""
         producer = self.producer
         while True:
             try:
-                producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
+                producer.produce(
+                    topic or self.topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
+                )
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -176,7 +221,7 @@ class Publisher:
         :return: the number of acknowledged records (equal to the number produced).
         :raises KafkaPublishError: a record failed or the flush timed out; the queue is purged.
         """
-        if not self.produced:
+        if not self.produced and not self.in_transaction:
             return 0
         deadline = time.monotonic() + self.flush_timeout
         remaining = self.producer.flush(self.flush_timeout)
@@ -188,6 +233,14 @@ class Publisher:
             self.abort(f"{self.error_count} record(s) failed to deliver")
         if self.acked != self.produced:
             self.abort(f"{self.produced} records produced but {self.acked} acknowledged")
+        if self.in_transaction:
+            from confluent_kafka import KafkaException
+
+            try:
+                self.producer.commit_transaction(self.flush_timeout)
+            except KafkaException as err:
+                self.abort(f"the transaction did not commit ({_redact(str(err))})")
+            self.in_transaction = False
         return self.acked
 
     def abort(self, reason: str) -> None:
@@ -195,6 +248,12 @@ class Publisher:
         producer = self.producer
         producer.purge(in_queue=True, in_flight=True, blocking=True)
         producer.flush(0)
+        if self.in_transaction:
+            self.in_transaction = False
+            try:
+                producer.abort_transaction(30)
+            except Exception as err:  # noqa: BLE001 - the run fails either way; say why the abort failed
+                log.warning("Aborting the Kafka transaction failed too: %s", _redact(str(err)))
         detail = "; ".join(self.errors[:5])
         raise KafkaPublishError(
             f"publishing to topic {self.topic!r} failed: {reason}"
@@ -202,6 +261,61 @@ class Publisher:
             + f". {self.acked} of {self.produced} records were acknowledged before the failure; the "
             f"watermark was not moved, so a retry re-sends them with the same keys and headers."
         )
+
+
+def read_last_value(config: dict[str, Any], topic: str, key: bytes, timeout: float = 30.0) -> bytes | None:
+    """
+    The value of the newest committed record with ``key`` in ``topic`` (a compacted state topic),
+    or ``None`` when there is none. Reads every partition from the start to its end offset.
+    """
+    import uuid
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer(
+        {
+            **{k: v for k, v in config.items() if k not in _PRODUCER_ONLY},
+            "group.id": f"sheets-to-kafka-state-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
+        ends = {}
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            if high > low:
+                ends[partition] = high
+        if not ends:
+            return None
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        latest: bytes | None = None
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                raise KafkaException(msg.error())
+            if msg.key() == key:
+                latest = msg.value()
+            if msg.offset() + 1 >= ends.get(msg.partition(), 0):
+                ends.pop(msg.partition(), None)
+        if ends:
+            raise KafkaPublishError(
+                f"timed out after {timeout:.0f} s reading the state topic {topic!r}; partitions {sorted(ends)} "
+                f"were not read to their end"
+            )
+        return latest
+    finally:
+        consumer.close()
+
+
+_PRODUCER_ONLY = frozenset(
+    (*DEFAULT_CONFIG, *ENFORCED_CONFIG, "transactional.id", "transaction.timeout.ms", "queue.buffering.max.messages")
+)
 
 
 def _redact(text: str) -> str:

@@ -214,12 +214,16 @@ class RowMapper:
             self._width = length
         return self.fields
 
-    def map_rows(self, first_row: int, rows: Sequence[Sequence[Any]]) -> Iterator[Record | int]:
+    def map_rows(
+        self, first_row: int, rows: Sequence[Sequence[Any]], errors: str = "raise"
+    ) -> Iterator[Record | int | RowMappingError]:
         """
         Yield a :class:`Record` for each non-empty row, and the row number (an ``int``) for each
         fully empty one, so that callers can count what they skipped.
 
         :param first_row: the sheet row number of ``rows[0]``.
+        :param errors: ``"raise"`` raises :class:`RowMappingError` for a row that cannot be mapped;
+            ``"yield"`` yields the error instead and goes on with the next row.
         """
         encode = self._encoder.encode
         key_index = self._key_index
@@ -239,8 +243,10 @@ class RowMapper:
             else:
                 cell = cells[key_index] if key_index < len(cells) else None
                 if cell in ("", None):
-                    raise RowMappingError(
-                        row_number, f"the key column {self.fields[key_index]!r} is empty"
-                    )
+                    error = RowMappingError(row_number, f"the key column {self.fields[key_index]!r} is empty")
+                    if errors == "raise":
+                        raise error
+                    yield error
+                    continue
                 key = str(cell)
             yield Record(row_number, key.encode("utf-8"), encode(value).encode("utf-8"))

@@ -34,6 +34,7 @@ class Watermark:
     sheet_name: str = ""
     topic: str = ""
     header_hash: str | None = None
+    fields: list[str] | None = None
     last_row_hash: str | None = None
     updated_at: str = ""
     dag_id: str | None = None

@@ -78,6 +78,8 @@ class SheetsReader:
         self.value_render_option = value_render_option
         self.date_time_render_option = date_time_render_option
         self.requests = 0
+        #: the cells of ``check_row`` from the last :meth:`read` (``[]`` when that row is empty)
+        self.checked_row: list[Any] | None = None
 
     @cached_property
     def hook(self) -> GSheetsHook:
@@ -170,6 +172,7 @@ class SheetsReader:
         page_size: int = DEFAULT_PAGE_SIZE,
         header_row: int = 1,
         max_rows: int | None = None,
+        check_row: int | None = None,
     ) -> tuple[list[Any], Iterator[Page]]:
         """
         Return the header row and an iterator over pages of the rows after ``after_row``.
@@ -182,22 +185,29 @@ class SheetsReader:
 
         :param after_row: the last row already handled (the watermark).
         :param max_rows: read at most this many rows after ``after_row``.
+        :param check_row: also fetch this row in the same request (the last published row, for
+            drift detection); its cells are left in :attr:`checked_row`.
         """
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, got {page_size}")
         last_col = max(info.column_count, 1)
         end = info.row_count if max_rows is None else min(info.row_count, after_row + max_rows)
-        header_range = A1Range.rows(info.title, header_row, header_row, last_col)
+        ranges = [A1Range.rows(info.title, header_row, header_row, last_col)]
+        if check_row is not None and 1 <= check_row <= info.row_count:
+            ranges.append(A1Range.rows(info.title, check_row, check_row, last_col))
         start = after_row + 1
-        if start > end:
-            (header_values,) = self.batch_get(info.spreadsheet_id, [header_range])
-            return (header_values[0] if header_values else []), iter(())
         first_end = min(start + page_size - 1, end)
-        header_values, rows = self.batch_get(
-            info.spreadsheet_id, [header_range, A1Range.rows(info.title, start, first_end, last_col)]
-        )
-        header = header_values[0] if header_values else []
-        return header, self._pages(info, Page(start, first_end, rows), end, page_size, last_col)
+        if start <= end:
+            ranges.append(A1Range.rows(info.title, start, first_end, last_col))
+        values = self.batch_get(info.spreadsheet_id, ranges)
+        header = values[0][0] if values[0] else []
+        self.checked_row = None
+        if check_row is not None:
+            checked = values[1] if len(ranges) > 1 and ranges[1].start_row == check_row else []
+            self.checked_row = checked[0] if checked else []
+        if start > end:
+            return header, iter(())
+        return header, self._pages(info, Page(start, first_end, values[-1]), end, page_size, last_col)
 
     def _pages(self, info: SheetInfo, first: Page, end: int, page_size: int, last_col: int) -> Iterator[Page]:
         yield first

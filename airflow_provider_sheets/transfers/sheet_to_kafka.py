@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_sheets.errors import HeaderError, SheetsConfigError, WatermarkError
+from airflow_provider_sheets.errors import DriftError, HeaderError, SheetsConfigError, WatermarkError
 from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, SheetInfo, SheetsReader
-from airflow_provider_sheets.kafka import Publisher
+from airflow_provider_sheets.kafka import Publisher, read_last_value
 from airflow_provider_sheets.lease import WatermarkLease
-from airflow_provider_sheets.rows import RowMapper, RowMappingError, fingerprint
+from airflow_provider_sheets.rows import Record, RowMapper, RowMappingError, fingerprint
 from airflow_provider_sheets.runmode import FULL_REFRESH, INCREMENTAL, RunPlan, plan_run
 from airflow_provider_sheets.timestamps import FORMS_TIMESTAMP_FORMAT, in_interval, parse_timestamp, sheet_zone
 from airflow_provider_sheets.watermark import Watermark, WatermarkStore, default_watermark_key
@@ -23,6 +25,10 @@ if TYPE_CHECKING:
 
 #: Seconds between progress lines in the task log (and lease renewals).
 PROGRESS_INTERVAL = 10.0
+
+AT_LEAST_ONCE = "at_least_once"
+EXACTLY_ONCE = "exactly_once"
+DRIFT_POLICIES = ("fail", "continue", "republish")
 
 #: Records shown in the task log by a dry run.
 DRY_RUN_PREVIEW = 5
@@ -111,6 +117,8 @@ class SheetToKafkaOperator(BaseOperator):
         "full_refresh",
         "start_row",
         "max_rows",
+        "dead_letter_topic",
+        "state_topic",
     )
     ui_color = "#e6f4ea"
 
@@ -140,6 +148,10 @@ class SheetToKafkaOperator(BaseOperator):
         lease_ttl: float = 600.0,
         lease_settle: float = 2.0,
         lease_wait: float = 120.0,
+        delivery: str = AT_LEAST_ONCE,
+        state_topic: str | None = None,
+        on_drift: str = "fail",
+        dead_letter_topic: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -166,6 +178,10 @@ class SheetToKafkaOperator(BaseOperator):
         self.lease_ttl = lease_ttl
         self.lease_settle = lease_settle
         self.lease_wait = lease_wait
+        self.delivery = delivery
+        self.state_topic = state_topic
+        self.on_drift = on_drift
+        self.dead_letter_topic = dead_letter_topic
 
     @cached_property
     def reader(self) -> SheetsReader:
@@ -183,7 +199,10 @@ class SheetToKafkaOperator(BaseOperator):
             kafka_config_id=self.kafka_config_id,
             flush_timeout=self.flush_timeout,
             producer_config=self.producer_config,
+            transactional_id=self._transactional_id,
         )
+
+    _transactional_id: str | None = None
 
     def _validate(self) -> None:
         """Check the rendered arguments (templates and Params may give strings or ``None``)."""
@@ -199,6 +218,13 @@ class SheetToKafkaOperator(BaseOperator):
         self.full_refresh = _as_bool("full_refresh", self.full_refresh)
         self.sheet_name = self.sheet_name or None
         self.key_column = self.key_column or None
+        self.dead_letter_topic = self.dead_letter_topic or None
+        if self.delivery not in (AT_LEAST_ONCE, EXACTLY_ONCE):
+            raise SheetsConfigError(
+                f"delivery must be {AT_LEAST_ONCE!r} or {EXACTLY_ONCE!r}, got {self.delivery!r}"
+            )
+        if self.on_drift not in DRIFT_POLICIES:
+            raise SheetsConfigError(f"on_drift must be one of {', '.join(DRIFT_POLICIES)}, got {self.on_drift!r}")
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._validate()
@@ -212,17 +238,21 @@ class SheetToKafkaOperator(BaseOperator):
             full_refresh=self.full_refresh,
             start_row=self.start_row,
         )
-        self.log.info("Run plan: %s.", plan.reason)
+        self.log.info("Run plan: %s (delivery %s).", plan.reason, self.delivery)
+        info = self.reader.describe(self.spreadsheet_id, self.sheet_name)
+        ti = context.get("ti")
+        dag_id = str(getattr(ti, "dag_id", None) or self.dag_id)
+        if self.delivery == EXACTLY_ONCE:
+            # stable per (dag, task, sheet): a new attempt's init_transactions fences a zombie one
+            self._transactional_id = f"sheets-to-kafka.{dag_id}.{self.task_id}.{self.spreadsheet_id}.gid{info.sheet_id}"
         publisher = self.publisher
         if plan.publish:
             publisher.check_topic()
-
-        info = self.reader.describe(self.spreadsheet_id, self.sheet_name)
+            if self.dead_letter_topic:
+                publisher.check_topic(self.dead_letter_topic)
         store = WatermarkStore(
             self.watermark_key or default_watermark_key(self.spreadsheet_id, info.sheet_id, self.topic)
         )
-        ti = context.get("ti")
-        dag_id = str(getattr(ti, "dag_id", None) or self.dag_id)
         run_id = str(context.get("run_id") or getattr(ti, "run_id", "") or "")
         lease = None
         if plan.moves_watermark:
@@ -252,6 +282,8 @@ class SheetToKafkaOperator(BaseOperator):
         started: float,
     ) -> dict[str, Any]:
         previous = store.get()
+        if self.delivery == EXACTLY_ONCE:
+            previous = self._reconcile(store, previous)
         watermark_before = previous.last_row if previous else self.header_row
         if watermark_before < self.header_row:
             raise WatermarkError(
@@ -276,18 +308,38 @@ class SheetToKafkaOperator(BaseOperator):
             watermark_before,
         )
 
-        header, pages = self.reader.read(
-            info, after_row, page_size=self.page_size, header_row=self.header_row, max_rows=self.max_rows
+        check_row = (
+            previous.last_row
+            if plan.mode == INCREMENTAL and previous is not None and previous.last_row > self.header_row
+            else None
         )
-        if not any(cell not in ("", None) for cell in header):
-            raise HeaderError(
-                f"the header row {self.header_row} of tab {info.title!r} is empty. Put the field names "
-                f"(for a Google Form: the question titles) in row {self.header_row}, or set header_row."
-            )
-        try:
-            mapper = RowMapper(header, self.key_column)
-        except ValueError as err:
-            raise SheetsConfigError(f"tab {info.title!r}: {err}") from None
+        header, pages = self.reader.read(
+            info,
+            after_row,
+            page_size=self.page_size,
+            header_row=self.header_row,
+            max_rows=self.max_rows,
+            check_row=check_row,
+        )
+        mapper = self._mapper(header, info)
+        if check_row is not None:
+            drift = self._drift(previous, mapper, self.reader.checked_row or [], info)
+            if drift:
+                if self.on_drift == "fail":
+                    raise DriftError(
+                        f"{drift} Nothing was published. To proceed: delete or reset the watermark Variable "
+                        f"{store.key!r} (republish from a row of your choice with start_row, or everything with "
+                        f"full_refresh), or set on_drift='continue' (publish the rows after row {after_row} as they "
+                        f"are now) or on_drift='republish' (publish every row again)."
+                    )
+                self.log.warning("%s on_drift=%r: going on.", drift, self.on_drift)
+                if self.on_drift == "republish":
+                    plan = replace(plan, mode=FULL_REFRESH, after_row=self.header_row)
+                    after_row = self.header_row
+                    header, pages = self.reader.read(
+                        info, after_row, page_size=self.page_size, header_row=self.header_row, max_rows=self.max_rows
+                    )
+                    mapper = self._mapper(header, info)
         in_window = self._interval_filter(plan, info, mapper)
 
         ti = context.get("ti")
@@ -303,16 +355,25 @@ class SheetToKafkaOperator(BaseOperator):
             ("airflow.try_number", str(getattr(ti, "try_number", "") or "").encode()),
         ]
         publisher = self.publisher
+        if plan.publish:
+            publisher.begin()
         first_row = last_row = None
         last_value = b""
-        pages_read = rows_seen = selected = 0
+        pages_read = rows_seen = selected = dead_lettered = 0
         preview: list[str] = []
         next_progress = time.monotonic() + PROGRESS_INTERVAL
         for page in pages:
             pages_read += 1
             try:
-                for record in mapper.map_rows(page.first_row, page.rows):
+                for record in mapper.map_rows(page.first_row, page.rows, errors="yield"):
                     if isinstance(record, int):
+                        continue
+                    if isinstance(record, RowMappingError):
+                        if not self.dead_letter_topic:
+                            raise record
+                        dead_lettered += 1
+                        if plan.publish:
+                            self._dead_letter(record, page.rows[record.row - page.first_row], static_headers)
                         continue
                     rows_seen += 1
                     if in_window is not None and not in_window(page.rows[record.row - page.first_row], record.row):
@@ -327,9 +388,13 @@ class SheetToKafkaOperator(BaseOperator):
                         first_row = record.row
                     last_row, last_value = record.row, record.value
             except RowMappingError as err:
+                message = (
+                    f"row {err.row} cannot be mapped ({err.reason}); fix the row, or set dead_letter_topic to "
+                    f"send such rows there with the reason in a header"
+                )
                 if plan.publish:
-                    publisher.abort(f"row {err.row} cannot be mapped ({err.reason})")
-                raise SheetsConfigError(f"row {err.row} cannot be mapped: {err.reason}") from None
+                    publisher.abort(message)
+                raise SheetsConfigError(message) from None
             if plan.publish:
                 publisher.poll()
             if time.monotonic() >= next_progress:
@@ -338,14 +403,32 @@ class SheetToKafkaOperator(BaseOperator):
                 if lease is not None:
                     lease.renew()
 
+        watermark = None
+        if plan.moves_watermark and last_row is not None:
+            watermark = Watermark(
+                last_row=last_row,
+                spreadsheet_id=self.spreadsheet_id,
+                sheet_id=info.sheet_id,
+                sheet_name=info.title,
+                topic=self.topic,
+                header_hash=mapper.header_hash,
+                fields=list(mapper.fields),
+                last_row_hash=fingerprint([last_value]),
+                dag_id=dag_id,
+                run_id=run_id,
+            )
         if plan.publish:
-            published = publisher.finish()
+            if watermark is not None and self.delivery == EXACTLY_ONCE:
+                # the checkpoint commits atomically with the rows (KIP-618's idea)
+                publisher.send(store.key.encode(), watermark.to_json().encode(), [], topic=self._state_topic)
+            published = publisher.finish() - (1 if watermark is not None and self.delivery == EXACTLY_ONCE else 0)
+            published -= dead_lettered
         else:
             published = 0
             for line in preview:
                 self.log.info("Dry run preview: %s", line)
         watermark_after = watermark_before
-        if plan.moves_watermark and last_row is not None:
+        if watermark is not None:
             if lease is not None:
                 lease.renew()
             new_last = last_row
@@ -359,19 +442,7 @@ class SheetToKafkaOperator(BaseOperator):
                 )
                 new_last = current.last_row
             else:
-                store.set(
-                    Watermark(
-                        last_row=new_last,
-                        spreadsheet_id=self.spreadsheet_id,
-                        sheet_id=info.sheet_id,
-                        sheet_name=info.title,
-                        topic=self.topic,
-                        header_hash=mapper.header_hash,
-                        last_row_hash=fingerprint([last_value]),
-                        dag_id=dag_id,
-                        run_id=run_id,
-                    )
-                )
+                store.set(watermark)
             watermark_after = new_last
         elapsed = time.monotonic() - started
         summary = {
@@ -388,6 +459,8 @@ class SheetToKafkaOperator(BaseOperator):
             "rows_published": published,
             "rows_acked": published,
             "rows_selected": selected,
+            "rows_dead_lettered": dead_lettered,
+            "delivery": self.delivery,
             "empty_rows_skipped": (
                 (last_row - after_row - rows_seen) if (last_row is not None and in_window is None) else 0
             ),
@@ -419,6 +492,78 @@ class SheetToKafkaOperator(BaseOperator):
             watermark_after,
         )
         return summary
+
+    @property
+    def _state_topic(self) -> str:
+        return self.state_topic or f"{self.topic}.state"
+
+    def _mapper(self, header: list[Any], info: SheetInfo) -> RowMapper:
+        if not any(cell not in ("", None) for cell in header):
+            raise HeaderError(
+                f"the header row {self.header_row} of tab {info.title!r} is empty. Put the field names "
+                f"(for a Google Form: the question titles) in row {self.header_row}, or set header_row."
+            )
+        try:
+            return RowMapper(header, self.key_column)
+        except ValueError as err:
+            raise SheetsConfigError(f"tab {info.title!r}: {err}") from None
+
+    def _drift(self, previous: Watermark, mapper: RowMapper, cells: list[Any], info: SheetInfo) -> str | None:
+        """Explain how the tab changed above the watermark since the last run, or ``None``."""
+        if previous.header_hash and previous.header_hash != mapper.header_hash:
+            before = previous.fields or []
+            added = [f for f in mapper.fields if f not in before]
+            removed = [f for f in before if f not in mapper.fields]
+            detail = []
+            if added:
+                detail.append("added " + ", ".join(repr(f) for f in added))
+            if removed:
+                detail.append("removed or renamed " + ", ".join(repr(f) for f in removed))
+            if not detail:
+                detail.append("same names in another order")
+            return (
+                f"the header row of tab {info.title!r} changed since the last run ({'; '.join(detail)}): a form "
+                f"question was added, renamed or moved, so records would change shape."
+            )
+        if previous.last_row_hash:
+            mapped = next(iter(mapper.map_rows(previous.last_row, [cells], errors="yield")), None)
+            now = fingerprint([mapped.value]) if isinstance(mapped, Record) else None
+            if now != previous.last_row_hash:
+                state = "is now empty" if not isinstance(mapped, Record) else "holds different cells"
+                return (
+                    f"row {previous.last_row} of tab {info.title!r}, the last row already published, {state}: rows "
+                    f"above the watermark were inserted, deleted or edited, so the rows after it may be shifted."
+                )
+        return None
+
+    def _reconcile(self, store: WatermarkStore, previous: Watermark | None) -> Watermark | None:
+        """Exactly-once: trust the checkpoint committed with the records when the Variable lags behind it."""
+        raw = read_last_value(self.publisher.hook.producer_config(self.publisher.hook._build_config()),
+                              self._state_topic, store.key.encode())
+        if raw is None:
+            return previous
+        checkpoint = Watermark.from_json(f"{self._state_topic}[{store.key}]", raw.decode("utf-8"))
+        if previous is None or checkpoint.last_row > previous.last_row:
+            self.log.warning(
+                "The checkpoint in %r says rows up to %s are committed, the Variable %r says %s (the last run "
+                "stopped between commit and Variable write); continuing from the checkpoint.",
+                self._state_topic,
+                checkpoint.last_row,
+                store.key,
+                previous.last_row if previous else None,
+            )
+            store.set(checkpoint)
+            return checkpoint
+        return previous
+
+    def _dead_letter(self, error: RowMappingError, cells: list[Any], static_headers: list[tuple[str, bytes]]) -> None:
+        value = json.dumps({"row": error.row, "cells": cells, "error": error.reason}, ensure_ascii=False, default=str)
+        self.publisher.send(
+            str(error.row).encode(),
+            value.encode("utf-8"),
+            [*static_headers, ("sheets.row", str(error.row).encode()), ("sheets.error", error.reason.encode())],
+            topic=self.dead_letter_topic,
+        )
 
     def _interval_filter(self, plan: RunPlan, info: SheetInfo, mapper: RowMapper):
         """For a backfill, a predicate ``(cells, row) -> bool`` selecting the rows in the data interval."""
