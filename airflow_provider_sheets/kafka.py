@@ -151,7 +151,8 @@ class Publisher:
 
         name = topic or self.topic
         try:
-            metadata = self.producer.list_topics(name, timeout=timeout)
+            # all topics: a metadata request naming the topic would auto-create it on brokers that allow that
+            metadata = self.producer.list_topics(timeout=timeout)
         except KafkaException as err:
             raise KafkaPublishError(
                 f"cannot reach the Kafka brokers of connection {self.kafka_config_id!r} within {timeout:.0f} s "
@@ -168,6 +169,17 @@ class Publisher:
                 f"WRITE and DESCRIBE on it."
             )
         return len(found.partitions)
+
+    def close(self) -> None:
+        """Release the producer's connections and threads (a worker process lives on after the task)."""
+        if "producer" not in self.__dict__:
+            return
+        producer = self.__dict__.pop("producer")
+        producer.purge(in_queue=True, in_flight=True, blocking=True)
+        producer.flush(0)
+        close = getattr(producer, "close", None)
+        if close is not None:
+            close()
 
     def _on_delivery(self, err, msg) -> None:
         if err is None:

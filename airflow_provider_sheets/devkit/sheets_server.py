@@ -31,7 +31,6 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -1267,20 +1266,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    stopping = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    # Block the stop signals before any thread exists (threads inherit the mask) and wait for them
+    # synchronously: no Python-level signal handler runs, so nothing can interrupt a lock holder.
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    for signum in stop_signals:
+        signal.signal(signum, signal.SIG_DFL)  # a shell may start background jobs with SIGINT ignored
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     server = SheetsServer(args.host, args.port)
     for spreadsheet_id in args.seed_forms:
         seed_forms(server, spreadsheet_id)
     with server:
         logger.info("Google Sheets API emulator listening on %s", server.url)
-        while not stopping.wait(1.0):
-            pass
+        signum = signal.sigwait(stop_signals)
+        logger.debug("Stopping on %s", signal.Signals(signum).name)
 
 
 if __name__ == "__main__":

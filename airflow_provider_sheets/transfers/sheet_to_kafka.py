@@ -246,27 +246,28 @@ class SheetToKafkaOperator(BaseOperator):
             # stable per (dag, task, sheet): a new attempt's init_transactions fences a zombie one
             self._transactional_id = f"sheets-to-kafka.{dag_id}.{self.task_id}.{self.spreadsheet_id}.gid{info.sheet_id}"
         publisher = self.publisher
-        if plan.publish:
-            publisher.check_topic()
-            if self.dead_letter_topic:
-                publisher.check_topic(self.dead_letter_topic)
-        store = WatermarkStore(
-            self.watermark_key or default_watermark_key(self.spreadsheet_id, info.sheet_id, self.topic)
-        )
-        run_id = str(context.get("run_id") or getattr(ti, "run_id", "") or "")
         lease = None
-        if plan.moves_watermark:
-            lease = WatermarkLease(
-                store.key,
-                owner=f"{dag_id}/{run_id}/{self.task_id}",
-                ttl=self.lease_ttl,
-                settle=self.lease_settle,
-                wait=self.lease_wait,
-            )
-            lease.acquire()
         try:
+            if plan.publish:
+                publisher.check_topic()
+                if self.dead_letter_topic:
+                    publisher.check_topic(self.dead_letter_topic)
+            store = WatermarkStore(
+                self.watermark_key or default_watermark_key(self.spreadsheet_id, info.sheet_id, self.topic)
+            )
+            run_id = str(context.get("run_id") or getattr(ti, "run_id", "") or "")
+            if plan.moves_watermark:
+                lease = WatermarkLease(
+                    store.key,
+                    owner=f"{dag_id}/{run_id}/{self.task_id}",
+                    ttl=self.lease_ttl,
+                    settle=self.lease_settle,
+                    wait=self.lease_wait,
+                )
+                lease.acquire()
             return self._run(context, plan, info, store, lease, dag_id, run_id, started)
         finally:
+            publisher.close()
             if lease is not None:
                 lease.release()
 
