@@ -26,6 +26,18 @@ def get_provider_info() -> dict:
                 "python-modules": ["airflow_provider_sheets.transfers.sheet_to_kafka"],
             }
         ],
+        "sensors": [
+            {
+                "integration-name": "Google Sheets to Kafka",
+                "python-modules": ["airflow_provider_sheets.sensors.sheet_rows"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Google Sheets to Kafka",
+                "python-modules": ["airflow_provider_sheets.triggers.sheet_rows"],
+            }
+        ],
         "transfers": [
             {
                 "source-integration-name": "Google Sheets to Kafka",

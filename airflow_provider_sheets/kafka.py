@@ -153,6 +153,9 @@ class Publisher:
         try:
             # all topics: a metadata request naming the topic would auto-create it on brokers that allow that
             metadata = self.producer.list_topics(timeout=timeout)
+            if not metadata.topics:
+                # some clusters (librdkafka's mock cluster) list nothing without a name
+                metadata = self.producer.list_topics(name, timeout=timeout)
         except KafkaException as err:
             raise KafkaPublishError(
                 f"cannot reach the Kafka brokers of connection {self.kafka_config_id!r} within {timeout:.0f} s "
@@ -307,14 +310,15 @@ def read_last_value(config: dict[str, Any], topic: str, key: bytes, timeout: flo
         deadline = time.monotonic() + timeout
         while ends and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                raise KafkaException(msg.error())
-            if msg.key() == key:
-                latest = msg.value()
-            if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                ends.pop(msg.partition(), None)
+            if msg is not None:
+                if msg.error():
+                    raise KafkaException(msg.error())
+                if msg.key() == key:
+                    latest = msg.value()
+            # positions, not the last offset seen: transaction markers occupy offsets too
+            for tp in consumer.position([TopicPartition(topic, p) for p in list(ends)]):
+                if tp.offset >= ends[tp.partition]:
+                    ends.pop(tp.partition)
         if ends:
             raise KafkaPublishError(
                 f"timed out after {timeout:.0f} s reading the state topic {topic!r}; partitions {sorted(ends)} "
