@@ -125,6 +125,11 @@ class Publisher:
         self.in_transaction = False
         self.produced = 0
         self.acked = 0
+        # batches of records (one per page) in produce order: [outstanding acks, closed, tag]
+        self._batches: dict[int, list[Any]] = {}
+        self._batch_seq = 0
+        self._callback = self._on_delivery
+        self._open: list[Any] | None = None
         self.errors: list[str] = []
         self.error_count = 0
 
@@ -184,6 +189,44 @@ class Publisher:
         if close is not None:
             close()
 
+    def open_batch(self) -> None:
+        """Start a batch (a page): its records are acknowledged as a group by :meth:`acked_prefix`."""
+        self._batch_seq += 1
+        batch = [0, False, None]
+        self._batches[self._batch_seq] = batch
+
+        def on_delivery(err, msg, _batch=batch) -> None:
+            _batch[0] -= 1
+            self._on_delivery(err, msg)
+
+        self._callback = on_delivery
+        self._open = batch
+
+    def close_batch(self, tag: Any) -> None:
+        """Close the open batch with a tag (e.g. its last row; ``None`` when it produced nothing)."""
+        if self._open is not None:
+            self._open[1] = True
+            self._open[2] = tag
+        self._open = None
+        self._callback = self._on_delivery
+
+    def acked_prefix(self) -> Any:
+        """
+        The tag of the last batch such that it and every batch before it are fully acknowledged
+        (``None`` if none is), dropping those batches. Never ahead of a failed record.
+        """
+        tag = None
+        if self.error_count:
+            return None
+        for seq in list(self._batches):
+            outstanding, closed, label = self._batches[seq]
+            if outstanding > 0 or not closed:
+                break
+            if label is not None:
+                tag = label
+            del self._batches[seq]
+        return tag
+
     def _on_delivery(self, err, msg) -> None:
         if err is None:
             self.acked += 1
@@ -216,12 +259,14 @@ class Publisher:
         while True:
             try:
                 producer.produce(
-                    topic or self.topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
+                    topic or self.topic, value=value, key=key, headers=headers, on_delivery=self._callback
                 )
                 break
             except BufferError:
                 producer.poll(0.05)
         self.produced += 1
+        if self._open is not None:
+            self._open[0] += 1
         if self.error_count:
             self.abort(f"{self.error_count} record(s) failed to deliver while producing")
 
@@ -308,17 +353,21 @@ def read_last_value(config: dict[str, Any], topic: str, key: bytes, timeout: flo
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         latest: bytes | None = None
         deadline = time.monotonic() + timeout
-        while ends and time.monotonic() < deadline:
+        reached: set[int] = set()
+        while time.monotonic() < deadline:
             msg = consumer.poll(0.5)
-            if msg is not None:
-                if msg.error():
-                    raise KafkaException(msg.error())
-                if msg.key() == key:
-                    latest = msg.value()
+            if msg is None:
+                if len(reached) == len(ends):
+                    break  # every partition at its end offset, and nothing more arrives
+            elif msg.error():
+                raise KafkaException(msg.error())
+            elif msg.key() == key:
+                latest = msg.value()
             # positions, not the last offset seen: transaction markers occupy offsets too
-            for tp in consumer.position([TopicPartition(topic, p) for p in list(ends)]):
+            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
                 if tp.offset >= ends[tp.partition]:
-                    ends.pop(tp.partition)
+                    reached.add(tp.partition)
+        ends = {p: end for p, end in ends.items() if p not in reached}
         if ends:
             raise KafkaPublishError(
                 f"timed out after {timeout:.0f} s reading the state topic {topic!r}; partitions {sorted(ends)} "

@@ -44,26 +44,24 @@ def highest_published_row(
                 ends[partition] = high
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         deadline = time.monotonic() + timeout
-        idle_polls = 0
-        while ends and time.monotonic() < deadline:
+        reached: set[int] = set()
+        while time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is None:
-                idle_polls += 1
-                if idle_polls >= 10:  # brokers whose high watermarks overstate: nothing more arrives
-                    break
+                if len(reached) == len(ends):
+                    break  # at every end offset and nothing more arrives (some brokers understate ends)
             elif msg.error():
                 raise KafkaException(msg.error())
             else:
-                idle_polls = 0
                 scanned += 1
                 headers = dict(msg.headers() or [])
                 if headers.get("sheets.spreadsheet_id") == want_sheet and headers.get("sheets.sheet_id") == want_gid:
                     row = int(headers.get("sheets.row", b"0") or 0)
                     highest = row if highest is None else max(highest, row)
-            for tp in consumer.position([TopicPartition(topic, p) for p in list(ends)]):
+            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
                 if tp.offset >= ends[tp.partition]:
-                    ends.pop(tp.partition)
-        if ends and time.monotonic() >= deadline:
+                    reached.add(tp.partition)
+        if len(reached) < len(ends):
             raise KafkaPublishError(f"timed out after {timeout:.0f} s scanning topic {topic!r}")
         return highest, scanned
     finally:

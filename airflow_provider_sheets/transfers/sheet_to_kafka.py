@@ -152,6 +152,7 @@ class SheetToKafkaOperator(BaseOperator):
         state_topic: str | None = None,
         on_drift: str = "fail",
         dead_letter_topic: str | None = None,
+        checkpoint_interval: float = 60.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -182,6 +183,7 @@ class SheetToKafkaOperator(BaseOperator):
         self.state_topic = state_topic
         self.on_drift = on_drift
         self.dead_letter_topic = dead_letter_topic
+        self.checkpoint_interval = checkpoint_interval
 
     @cached_property
     def reader(self) -> SheetsReader:
@@ -363,8 +365,14 @@ class SheetToKafkaOperator(BaseOperator):
         pages_read = rows_seen = selected = dead_lettered = 0
         preview: list[str] = []
         next_progress = time.monotonic() + PROGRESS_INTERVAL
+        checkpoints = plan.publish and plan.moves_watermark and self.delivery == AT_LEAST_ONCE
+        next_checkpoint = time.monotonic() + self.checkpoint_interval
+        checkpointed = None
         for page in pages:
             pages_read += 1
+            page_last = None
+            if checkpoints:
+                publisher.open_batch()
             try:
                 for record in mapper.map_rows(page.first_row, page.rows, errors="yield"):
                     if isinstance(record, int):
@@ -388,6 +396,7 @@ class SheetToKafkaOperator(BaseOperator):
                     if first_row is None:
                         first_row = record.row
                     last_row, last_value = record.row, record.value
+                    page_last = record
             except RowMappingError as err:
                 message = (
                     f"row {err.row} cannot be mapped ({err.reason}); fix the row, or set dead_letter_topic to "
@@ -398,6 +407,11 @@ class SheetToKafkaOperator(BaseOperator):
                 raise SheetsConfigError(message) from None
             if plan.publish:
                 publisher.poll()
+            if checkpoints:
+                publisher.close_batch(page_last)
+                if time.monotonic() >= next_checkpoint:
+                    next_checkpoint = time.monotonic() + self.checkpoint_interval
+                    checkpointed = self._checkpoint(publisher, store, lease, mapper, info, dag_id, run_id, checkpointed)
             if time.monotonic() >= next_progress:
                 next_progress = time.monotonic() + PROGRESS_INTERVAL
                 self._log_progress(pages_read, page.last_row, publisher.produced, started)
@@ -406,18 +420,7 @@ class SheetToKafkaOperator(BaseOperator):
 
         watermark = None
         if plan.moves_watermark and last_row is not None:
-            watermark = Watermark(
-                last_row=last_row,
-                spreadsheet_id=self.spreadsheet_id,
-                sheet_id=info.sheet_id,
-                sheet_name=info.title,
-                topic=self.topic,
-                header_hash=mapper.header_hash,
-                fields=list(mapper.fields),
-                last_row_hash=fingerprint([last_value]),
-                dag_id=dag_id,
-                run_id=run_id,
-            )
+            watermark = self._watermark(last_row, last_value, mapper, info, dag_id, run_id)
         if plan.publish:
             if watermark is not None and self.delivery == EXACTLY_ONCE:
                 # the checkpoint commits atomically with the rows (KIP-618's idea)
@@ -493,6 +496,36 @@ class SheetToKafkaOperator(BaseOperator):
             watermark_after,
         )
         return summary
+
+    def _watermark(
+        self, row: int, value: bytes, mapper: RowMapper, info: SheetInfo, dag_id: str, run_id: str
+    ) -> Watermark:
+        return Watermark(
+            last_row=row,
+            spreadsheet_id=self.spreadsheet_id,
+            sheet_id=info.sheet_id,
+            sheet_name=info.title,
+            topic=self.topic,
+            header_hash=mapper.header_hash,
+            fields=list(mapper.fields),
+            last_row_hash=fingerprint([value]),
+            dag_id=dag_id,
+            run_id=run_id,
+        )
+
+    def _checkpoint(self, publisher, store, lease, mapper, info, dag_id, run_id, done):
+        """At-least-once progress: move the watermark to the last row whose page and all before it are acked."""
+        record = publisher.acked_prefix()
+        if record is None or (done is not None and record.row <= done):
+            return done
+        if lease is not None:
+            lease.renew()
+        current = store.get()
+        if current is not None and current.last_row >= record.row:
+            return done
+        store.set(self._watermark(record.row, record.value, mapper, info, dag_id, run_id))
+        self.log.info("Checkpoint: every row up to %s is acknowledged; watermark moved there.", record.row)
+        return record.row
 
     @property
     def _state_topic(self) -> str:

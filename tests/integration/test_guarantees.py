@@ -7,12 +7,18 @@ and duplicated only where the mode allows it.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import uuid
 
 import pytest
 
 from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, forms_rows
+from tests.conftest import REPO
 from tests.helpers import consume_all, get_variable, run_operator
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
@@ -279,6 +285,18 @@ def test_awkward_cells_arrive_intact(connections, sheets_server, broker, topic):
 # -- secrets ----------------------------------------------------------------------------------
 
 
+def _rendered_fields(run_id: str) -> str:
+    """What the UI's rendered-template view shows for the run's task."""
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields as Rendered
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(select(Rendered.rendered_fields).where(Rendered.run_id == run_id)).all()
+    assert rows, "the run stored its rendered fields"
+    return json.dumps([row[0] for row in rows])
+
+
 def test_secrets_never_reach_logs_xcom_or_rendered_fields(sheets_server, broker, topic, monkeypatch, capfd):
     from tests.unit.test_sheets_server import _service_account
 
@@ -315,7 +333,66 @@ def test_secrets_never_reach_logs_xcom_or_rendered_fields(sheets_server, broker,
     key_body = info["private_key"].split("-----")[2].strip().splitlines()[3]
     tokens = list(sheets_server._tokens)  # the access tokens the local server issued
     secrets = [password, key_body, *tokens]
-    everything = log + failed_log + json.dumps(result.summary)
+    everything = log + failed_log + json.dumps(result.summary) + _rendered_fields(result.run_id)
     for secret in secrets:
         assert secret not in everything
     assert "robot@project.iam.gserviceaccount.com" in failed_log, "the error names the account to share with"
+
+
+# -- a worker killed between publishing and the watermark write ------------------------------
+
+_CHILD = """
+import json, sys
+from tests.helpers import run_operator
+result = run_operator(**json.loads(sys.argv[1]))
+print("CHILD-STATE", result.state)
+"""
+
+
+def test_sigkill_after_publishing_resends_only_the_unacknowledged_tail(connections, sheets_server, broker, topic):
+    total = 4000
+    sid = _sheet(sheets_server, forms_rows(total))
+    key = f"sheets_to_kafka.{sid}.gid0.{topic}"
+    kwargs = {
+        "spreadsheet_id": sid,
+        "topic": topic,
+        "api_endpoint": connections["api_endpoint"],
+        "page_size": 100,
+        "checkpoint_interval": 0.2,
+        "lease_ttl": 3,
+    }
+    sheets_server.latency = 0.05
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, json.dumps(kwargs)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            mark = get_variable(key)
+            if mark and mark["last_row"] >= 1000:
+                break
+            assert child.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        sheets_server.latency = 0
+        if child.poll() is None:
+            child.kill()
+    checkpoint = get_variable(key)["last_row"]
+    assert 1000 <= checkpoint < total + 1, "killed mid-run, after a checkpoint"
+    time.sleep(3.5)  # the killed run's lease expires (an Airflow retry of the same task takes it over at once)
+
+    rerun = run_operator(**kwargs)
+    assert rerun.state == "success"
+    assert rerun.summary["first_row"] == checkpoint + 1
+    rows = _rows_of(consume_all(broker.bootstrap_servers, topic, expected=total, idle=2.0))
+    assert sorted(set(rows)) == list(range(2, total + 2)), "no row lost"
+    twice = {r for r in rows if rows.count(r) > 1} if len(rows) != len(set(rows)) else set()
+    assert all(r > checkpoint for r in twice), "only rows after the last checkpoint may be sent again"
+    assert get_variable(key)["last_row"] == total + 1
