@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -323,10 +323,15 @@ class Publisher:
         )
 
 
-def read_last_value(config: dict[str, Any], topic: str, key: bytes, timeout: float = 30.0) -> bytes | None:
+def scan_topic(config: dict[str, Any], topic: str, timeout: float = 60.0) -> Iterator[Any]:
     """
-    The value of the newest committed record with ``key`` in ``topic`` (a compacted state topic),
-    or ``None`` when there is none. Reads every partition from the start to its end offset.
+    Yield every committed record of ``topic`` from the start of each partition to its end offset.
+
+    The end is reached when every partition's position is at its end offset (positions, not the
+    last offset seen: transaction markers take offsets too) and a poll brings nothing more (some
+    brokers understate end offsets).
+
+    :raises KafkaPublishError: the end was not reached within ``timeout`` seconds.
     """
     import uuid
 
@@ -335,7 +340,7 @@ def read_last_value(config: dict[str, Any], topic: str, key: bytes, timeout: flo
     consumer = Consumer(
         {
             **{k: v for k, v in config.items() if k not in _PRODUCER_ONLY},
-            "group.id": f"sheets-to-kafka-state-{uuid.uuid4().hex[:8]}",
+            "group.id": f"sheets-to-kafka-scan-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
         }
@@ -349,33 +354,37 @@ def read_last_value(config: dict[str, Any], topic: str, key: bytes, timeout: flo
             if high > low:
                 ends[partition] = high
         if not ends:
-            return None
+            return
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        latest: bytes | None = None
         deadline = time.monotonic() + timeout
         reached: set[int] = set()
         while time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is None:
                 if len(reached) == len(ends):
-                    break  # every partition at its end offset, and nothing more arrives
+                    return
             elif msg.error():
                 raise KafkaException(msg.error())
-            elif msg.key() == key:
-                latest = msg.value()
-            # positions, not the last offset seen: transaction markers occupy offsets too
+            else:
+                yield msg
             for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
                 if tp.offset >= ends[tp.partition]:
                     reached.add(tp.partition)
-        ends = {p: end for p, end in ends.items() if p not in reached}
-        if ends:
-            raise KafkaPublishError(
-                f"timed out after {timeout:.0f} s reading the state topic {topic!r}; partitions {sorted(ends)} "
-                f"were not read to their end"
-            )
-        return latest
+        raise KafkaPublishError(
+            f"timed out after {timeout:.0f} s reading topic {topic!r}; partitions "
+            f"{sorted(set(ends) - reached)} were not read to their end"
+        )
     finally:
         consumer.close()
+
+
+def read_last_value(config: dict[str, Any], topic: str, key: bytes, timeout: float = 30.0) -> bytes | None:
+    """The value of the newest committed record with ``key`` in ``topic`` (a compacted state topic), or ``None``."""
+    latest: bytes | None = None
+    for msg in scan_topic(config, topic, timeout):
+        if msg.key() == key:
+            latest = msg.value()
+    return latest
 
 
 _PRODUCER_ONLY = frozenset(

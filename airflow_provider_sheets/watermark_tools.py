@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any
 
-from airflow_provider_sheets.errors import KafkaPublishError, WatermarkError
+from airflow_provider_sheets.errors import WatermarkError
+from airflow_provider_sheets.kafka import scan_topic
 from airflow_provider_sheets.watermark import Watermark, WatermarkStore
 
 
@@ -16,56 +15,19 @@ def highest_published_row(
     """
     Scan ``topic`` from the start and return the highest ``sheets.row`` header among the records of
     this spreadsheet and tab (``sheets.spreadsheet_id`` and ``sheets.sheet_id``), and how many
-    records were scanned. Reads each partition to its end offset (by consumer position).
+    records were scanned.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": config["bootstrap.servers"],
-            **{k: v for k, v in config.items() if k.startswith(("security.", "sasl.", "ssl."))},
-            "group.id": f"sheets-to-kafka-rebuild-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
     want_sheet = spreadsheet_id.encode()
     want_gid = str(sheet_id).encode()
     highest: int | None = None
     scanned = 0
-    try:
-        metadata = consumer.list_topics(topic, timeout=30)
-        if topic not in metadata.topics or not metadata.topics[topic].partitions:
-            raise WatermarkError(f"topic {topic!r} not found; cannot rebuild the watermark from it")
-        ends: dict[int, int] = {}
-        for partition in metadata.topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-            if high > low:
-                ends[partition] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        deadline = time.monotonic() + timeout
-        reached: set[int] = set()
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                if len(reached) == len(ends):
-                    break  # at every end offset and nothing more arrives (some brokers understate ends)
-            elif msg.error():
-                raise KafkaException(msg.error())
-            else:
-                scanned += 1
-                headers = dict(msg.headers() or [])
-                if headers.get("sheets.spreadsheet_id") == want_sheet and headers.get("sheets.sheet_id") == want_gid:
-                    row = int(headers.get("sheets.row", b"0") or 0)
-                    highest = row if highest is None else max(highest, row)
-            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
-                if tp.offset >= ends[tp.partition]:
-                    reached.add(tp.partition)
-        if len(reached) < len(ends):
-            raise KafkaPublishError(f"timed out after {timeout:.0f} s scanning topic {topic!r}")
-        return highest, scanned
-    finally:
-        consumer.close()
+    for msg in scan_topic(config, topic, timeout):
+        scanned += 1
+        headers = dict(msg.headers() or [])
+        if headers.get("sheets.spreadsheet_id") == want_sheet and headers.get("sheets.sheet_id") == want_gid:
+            row = int(headers.get("sheets.row", b"0") or 0)
+            highest = row if highest is None else max(highest, row)
+    return highest, scanned
 
 
 def set_watermark(key: str, last_row: int, **fields: Any) -> Watermark:
