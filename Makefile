@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench experiment clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	bash scripts/test.sh
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench.py $(ARGS)
+
+experiment: $(VENV)/.installed
+	$(PY) benchmarks/latency_experiment.py $(ARGS)
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

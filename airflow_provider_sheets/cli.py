@@ -48,28 +48,65 @@ def build_parser() -> argparse.ArgumentParser:
         "in a compacted topic. Stops cleanly on SIGTERM/SIGINT.",
     )
     sheet = stream.add_argument_group("sheet")
-    sheet.add_argument("--spreadsheet-id", help="the id in the sheet's URL (between /d/ and /edit)")
-    sheet.add_argument("--sheet-name", help="the tab title (default: the first tab)")
-    sheet.add_argument("--key-file", help="a service-account key file (JSON); default: Application Default Credentials")
-    sheet.add_argument("--api-endpoint", help="a custom Sheets API endpoint; a loopback URL without --key-file is "
-                       "used anonymously (the local Sheets server of the demo)")
-    sheet.add_argument("--num-retries", type=int, help="client retries of a 429/5xx before the runner's own backoff")
-    sheet.add_argument("--header-row", type=int, default=1, help="the row holding the field names (default 1)")
-    sheet.add_argument("--value-render-option", default="FORMATTED_VALUE",
-                       choices=("FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA"))
+    sheet.add_argument("--spreadsheet-id", metavar="ID", help="the id in the sheet's URL (between /d/ and /edit)")
+    sheet.add_argument("--sheet-name", metavar="TAB", help="the tab title (default: the first tab)")
+    sheet.add_argument(
+        "--key-file",
+        metavar="SA.json",
+        help="a service-account key file (JSON); default: Application Default Credentials",
+    )
+    sheet.add_argument(
+        "--api-endpoint",
+        metavar="URL",
+        help="a custom Sheets API endpoint; a loopback URL without --key-file is "
+        "used anonymously (the local Sheets server of the demo)",
+    )
+    sheet.add_argument(
+        "--num-retries", metavar="N", type=int, help="client retries of a 429/5xx before the runner's own backoff"
+    )
+    sheet.add_argument(
+        "--header-row", metavar="ROW", type=int, default=1, help="the row holding the field names (default 1)"
+    )
+    sheet.add_argument(
+        "--value-render-option", default="FORMATTED_VALUE", choices=("FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA")
+    )
     kafka = stream.add_argument_group("kafka")
-    kafka.add_argument("--topic", help="the destination topic (must exist)")
-    kafka.add_argument("--bootstrap-servers", help="HOST:PORT[,HOST:PORT...]")
-    kafka.add_argument("--kafka-config", help="librdkafka settings: a .properties (key=value lines) or .json file; "
-                       "--bootstrap-servers overrides its bootstrap.servers")
-    kafka.add_argument("--position-topic", help="compacted topic holding the position (default: <topic>.position)")
-    kafka.add_argument("--key-column", help="a header whose cell becomes the record key (default: the row number)")
+    kafka.add_argument("--topic", metavar="TOPIC", help="the destination topic (must exist)")
+    kafka.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="HOST:PORT[,HOST:PORT...]")
+    kafka.add_argument(
+        "--kafka-config",
+        metavar="FILE",
+        help="librdkafka settings: a .properties (key=value lines) or .json file; "
+        "--bootstrap-servers overrides its bootstrap.servers",
+    )
+    kafka.add_argument(
+        "--position-topic", metavar="TOPIC", help="compacted topic holding the position (default: <topic>.position)"
+    )
+    kafka.add_argument(
+        "--key-column", metavar="HEADER", help="a header whose cell becomes the record key (default: the row number)"
+    )
     loop = stream.add_argument_group("loop")
-    loop.add_argument("--poll-interval", type=float, default=5.0, help="seconds between polls (default 5)")
-    loop.add_argument("--page-size", type=int, default=None, help="rows per values request (default 5000)")
-    loop.add_argument("--status-interval", type=float, default=30.0, help="seconds between status lines (default 30)")
-    loop.add_argument("--flush-timeout", type=float, default=60.0, help="seconds to wait for a batch's acks")
-    loop.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    loop.add_argument(
+        "--poll-interval", metavar="SECONDS", type=float, default=5.0, help="seconds between polls (default 5)"
+    )
+    loop.add_argument(
+        "--page-size", metavar="ROWS", type=int, default=None, help="rows per values request (default 5000)"
+    )
+    loop.add_argument(
+        "--status-interval",
+        metavar="SECONDS",
+        type=float,
+        default=30.0,
+        help="seconds between status lines (default 30)",
+    )
+    loop.add_argument(
+        "--flush-timeout", metavar="SECONDS", type=float, default=60.0, help="seconds to wait for a batch's acks"
+    )
+    loop.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="default: Airflow's [logging] logging_level (INFO)",
+    )
     return parser
 
 
@@ -77,15 +114,18 @@ def read_kafka_config(path: str) -> dict[str, Any]:
     """Read librdkafka settings from a ``.json`` object or a Java-style ``.properties`` file."""
     file = Path(path)
     if not file.is_file():
-        raise UsageError(f"--kafka-config {path!r} does not exist; pass a .properties or .json file of librdkafka "
-                         f"settings (e.g. bootstrap.servers=broker:9092)")
+        raise UsageError(
+            f"--kafka-config {path!r} does not exist; pass a .properties or .json file of librdkafka "
+            f"settings (e.g. bootstrap.servers=broker:9092)"
+        )
     text = file.read_text(encoding="utf-8")
     if file.suffix.lower() == ".json":
         try:
             data = json.loads(text)
         except ValueError as err:
-            raise UsageError(f"--kafka-config {path!r} is not valid JSON ({err}); write one object of "
-                             f"librdkafka settings") from None
+            raise UsageError(
+                f"--kafka-config {path!r} is not valid JSON ({err}); write one object of librdkafka settings"
+            ) from None
         if not isinstance(data, dict):
             raise UsageError(f"--kafka-config {path!r} must hold one JSON object of librdkafka settings")
         return {str(k): v for k, v in data.items()}
@@ -116,11 +156,15 @@ def google_connection(args: argparse.Namespace) -> dict[str, Any]:
         try:
             key = json.loads(key_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
-            raise UsageError(f"--key-file {args.key_file!r} cannot be read as a JSON key ({err}); download the "
-                             f"service account's key (IAM > Service accounts > Keys > Add key > JSON)") from None
+            raise UsageError(
+                f"--key-file {args.key_file!r} cannot be read as a JSON key ({err}); download the "
+                f"service account's key (IAM > Service accounts > Keys > Add key > JSON)"
+            ) from None
         if not isinstance(key, dict) or "type" not in key:
-            raise UsageError(f"--key-file {args.key_file!r} is not a Google credentials file; download the "
-                             f"service account's JSON key")
+            raise UsageError(
+                f"--key-file {args.key_file!r} is not a Google credentials file; download the "
+                f"service account's JSON key"
+            )
         extra["key_path"] = str(key_file.resolve())
     elif args.api_endpoint and _is_loopback(args.api_endpoint):
         extra["is_anonymous"] = True
@@ -135,8 +179,10 @@ def kafka_connection(args: argparse.Namespace) -> dict[str, Any]:
     if args.bootstrap_servers:
         config["bootstrap.servers"] = args.bootstrap_servers
     if not config.get("bootstrap.servers"):
-        raise UsageError("no Kafka brokers: pass --bootstrap-servers HOST:PORT or --kafka-config FILE with "
-                         "bootstrap.servers=HOST:PORT")
+        raise UsageError(
+            "no Kafka brokers: pass --bootstrap-servers HOST:PORT or --kafka-config FILE with "
+            "bootstrap.servers=HOST:PORT"
+        )
     return {"conn_type": "kafka", "extra": config}
 
 
@@ -147,11 +193,14 @@ def define_connection(conn_id: str, connection: dict[str, Any]) -> None:
 
 def check_stream_args(args: argparse.Namespace) -> None:
     if not args.spreadsheet_id:
-        raise UsageError("--spreadsheet-id is missing: pass the id from the sheet's URL (the part between /d/ and "
-                         "/edit)")
+        raise UsageError(
+            "--spreadsheet-id is missing: pass the id from the sheet's URL (the part between /d/ and /edit)"
+        )
     if not args.topic:
-        raise UsageError("--topic is missing: pass the destination topic (create it first, e.g. kafka-topics.sh "
-                         "--create --topic responses --partitions 3)")
+        raise UsageError(
+            "--topic is missing: pass the destination topic (create it first, e.g. kafka-topics.sh "
+            "--create --topic responses --partitions 3)"
+        )
     if args.poll_interval <= 0:
         raise UsageError(f"--poll-interval must be positive, got {args.poll_interval}")
     if args.page_size is not None and args.page_size < 1:
@@ -164,9 +213,11 @@ def check_stream_args(args: argparse.Namespace) -> None:
 
 def stream_command(args: argparse.Namespace) -> int:
     check_stream_args(args)
-    define_connection(GCP_CONN_ID, google_connection(args))
-    define_connection(KAFKA_CONN_ID, kafka_connection(args))
-    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", args.log_level)
+    google, kafka = google_connection(args), kafka_connection(args)
+    define_connection(GCP_CONN_ID, google)
+    define_connection(KAFKA_CONN_ID, kafka)
+    if args.log_level:
+        os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = args.log_level
 
     from google.auth.exceptions import GoogleAuthError
 
@@ -197,15 +248,18 @@ def stream_command(args: argparse.Namespace) -> int:
     except SheetsConfigError as err:
         return _fail(EXIT_USAGE, str(err))
     except GoogleAuthError as err:
-        return _fail(EXIT_USAGE, f"no usable Google credentials ({err}); pass --key-file SA.json, or set up "
-                                 f"Application Default Credentials (gcloud auth application-default login)")
+        return _fail(
+            EXIT_USAGE,
+            f"no usable Google credentials ({err}); pass --key-file SA.json, or set up "
+            f"Application Default Credentials (gcloud auth application-default login)",
+        )
     except SheetsToKafkaError as err:
         return _fail(EXIT_FAILURE, str(err))
     return EXIT_OK
 
 
 def _fail(code: int, message: str) -> int:
-    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)  # noqa: T201 - the CLI's output
     return code
 
 

@@ -35,8 +35,8 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
+from airflow_provider_sheets.core import mapper_for, provenance_headers, publish_pages, sender, watermark_for
 from airflow_provider_sheets.errors import (
-    HeaderError,
     KafkaConfigError,
     KafkaPublishError,
     SheetNotFoundError,
@@ -46,7 +46,7 @@ from airflow_provider_sheets.errors import (
 )
 from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, SheetInfo, SheetsReader
 from airflow_provider_sheets.kafka import DEFAULT_CONFIG, ENFORCED_CONFIG, Publisher
-from airflow_provider_sheets.rows import RowMapper, RowMappingError, fingerprint
+from airflow_provider_sheets.rows import RowMapper, RowMappingError
 from airflow_provider_sheets.watermark import Watermark
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ DEFAULT_FLUSH_TIMEOUT = 60.0
 #: :data:`GAP_SCAN_MAX_INTERVAL`) after each scan that found nothing.
 GAP_SCAN_INTERVAL = 60.0
 GAP_SCAN_MAX_INTERVAL = 1800.0
+#: Polls made at most after a stop request, to publish what was appended before it.
+MAX_DRAIN_POLLS = 10
 
 #: Producer-only librdkafka settings left out of the admin and consumer configurations.
 _PRODUCER_ONLY = frozenset({*DEFAULT_CONFIG, *ENFORCED_CONFIG, "batch.num.messages", "queue.buffering.max.ms"})
@@ -360,6 +362,7 @@ class SheetStream:
         self._last_value = b""
         self._describe_due = True
         self._position_dirty = False
+        self._saved_row: int | None = None
         self._gap_pending = False
         self._gap_interval = GAP_SCAN_INTERVAL
         self._last_gap_scan = -math.inf
@@ -394,7 +397,10 @@ class SheetStream:
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def stop(self, *_: object) -> None:
-        """Ask the loop to finish the current batch (flush, save the position) and return."""
+        """
+        Ask :meth:`run` to return: it finishes the current batch (all acked, position saved), polls
+        once more to publish what was appended before the request, and saves the position.
+        """
         if self._stop.is_set():
             log.warning("Already stopping after the current batch; send SIGKILL to abort it.")
         self._stop.set()
@@ -415,7 +421,7 @@ class SheetStream:
                     f"the position {self.key!r} in {self.position_topic!r} says last_row={stored.last_row}, above "
                     f"the header row {self.header_row}; produce a position with last_row >= {self.header_row}."
                 )
-            self._after_row = stored.last_row
+            self._after_row = self._saved_row = stored.last_row
             self._header_hash = stored.header_hash
             self._check_grid(self._info)
         log.info(
@@ -433,8 +439,11 @@ class SheetStream:
 
     def run(self) -> None:
         """
-        :meth:`start`, then poll until :meth:`stop`. Quota (429) and transient Sheets or Kafka errors
-        are retried with :class:`Backoff`; errors that need a fix (:class:`SheetsConfigError`) are raised.
+        :meth:`start`, then poll until :meth:`stop`, then poll once more so that every row appended
+        before the stop request is published, and return with the position saved.
+
+        Quota (429) and transient Sheets or Kafka errors are retried with :class:`Backoff`; errors that
+        need a fix (:class:`SheetsConfigError`) are raised.
         """
         self.start()
         next_poll = time.monotonic()
@@ -459,9 +468,30 @@ class SheetStream:
             if next_poll <= now:
                 next_poll = now + self.poll_interval
             self._stop.wait(next_poll - now)
-        if self._position_dirty:
-            self._save_position()
+        self._drain()
         self.log_status(final=True)
+
+    def _drain(self) -> None:
+        """
+        After a stop request: publish what was appended before it, then make sure the position is saved.
+        Skipped while polls are failing (the next start continues from the saved position).
+        """
+        if self.backoff.attempts:
+            return
+        try:
+            for _ in range(MAX_DRAIN_POLLS):
+                if not self.poll_once():
+                    break
+            if self._position_dirty:
+                self._save_position()
+        except (SheetsAccessError, KafkaPublishError, OSError) as err:
+            log.warning(
+                "The last poll before stopping failed (%s: %s); the saved position is row %s and the next start "
+                "continues from there.",
+                type(err).__name__,
+                err,
+                self._saved_row,
+            )
 
     def _on_transient_error(self, err: BaseException) -> None:
         self.stats.retries += 1
@@ -479,7 +509,11 @@ class SheetStream:
         self._stop.wait(delay)
 
     def log_status(self, final: bool = False) -> None:
-        """One line: rows published, polls, Sheets requests, last row, lag."""
+        """
+        One line: rows published, polls, Sheets requests, last row, and lag — the seconds since the
+        start of the last poll that found every row of the tab published (at most about one poll
+        interval while the runner keeps up; growing while polls fail).
+        """
         stats = self.stats
         lag = time.monotonic() - stats.caught_up_at if stats.caught_up_at is not None else None
         log.info(
@@ -561,34 +595,28 @@ class SheetStream:
             )
         mapper = self._mapper(header, info)
         static_headers = [
-            ("sheets.spreadsheet_id", self.spreadsheet_id.encode()),
-            ("sheets.sheet_name", info.title.encode()),
-            ("sheets.sheet_id", str(info.sheet_id).encode()),
-            ("sheets.header_hash", mapper.header_hash.encode()),
+            *provenance_headers(self.spreadsheet_id, info, mapper),
             ("stream.runner", self.runner.encode()),
         ]
         publisher = self.publisher
         produced_before = publisher.produced
-        last_row: int | None = None
-        last_value = b""
-        widest = len(header)
-        last_page = None
         failed: RowMappingError | None = None
-        for page in pages:
-            last_page = page
-            widest = max(widest, max((len(cells) for cells in page.rows), default=0))
-            try:
-                for record in mapper.map_rows(page.first_row, page.rows):
-                    if isinstance(record, int):
-                        continue
-                    publisher.send(record.key, record.value, [*static_headers, ("sheets.row", str(record.row).encode())])
-                    last_row, last_value = record.row, record.value
-            except RowMappingError as err:
-                failed = err
-                break
-            publisher.poll()
+        try:
+            result = publish_pages(
+                pages,
+                mapper,
+                static_headers,
+                sender(publisher),
+                after_page=lambda page, last, progress: publisher.poll(),
+            )
+        except RowMappingError as err:
+            # the rows before it are produced: publish them and keep their position, then stop
+            failed, result = err, err.result
         publisher.finish()
         published = publisher.produced - produced_before
+        last_row, last_value = result.last_row, result.last_value
+        widest = max(len(header), result.widest)
+        last_page = result.last_page
         if last_row is not None:
             self._after_row, self._last_value = last_row, last_value
             self._header_hash = mapper.header_hash
@@ -609,26 +637,22 @@ class SheetStream:
         if scan:
             self._last_gap_scan = polled_at
             self._gap_pending = False
-            self._gap_interval = GAP_SCAN_INTERVAL if last_row is not None else min(
-                self._gap_interval * 2, GAP_SCAN_MAX_INTERVAL
+            self._gap_interval = (
+                GAP_SCAN_INTERVAL if last_row is not None else min(self._gap_interval * 2, GAP_SCAN_MAX_INTERVAL)
             )
         elif last_page is not None and not last_page.rows and last_page.last_row < info.row_count:
             self._gap_pending = True
-        if last_page is not None and last_page.rows and len(last_page.rows) == last_page.last_row - last_page.first_row + 1:
+        if (
+            last_page is not None
+            and last_page.rows
+            and len(last_page.rows) == last_page.last_row - last_page.first_row + 1
+        ):
             return True
         self._caught_up(polled_at)
         return False
 
     def _mapper(self, header: list[Any], info: SheetInfo) -> RowMapper:
-        if not any(cell not in ("", None) for cell in header):
-            raise HeaderError(
-                f"the header row {self.header_row} of tab {info.title!r} is empty. Put the field names (for a "
-                f"Google Form: the question titles) in row {self.header_row}, or set --header-row."
-            )
-        try:
-            mapper = RowMapper(header, self.key_column)
-        except ValueError as err:
-            raise SheetsConfigError(f"tab {info.title!r}: {err}") from None
+        mapper = mapper_for(header, self.header_row, info, self.key_column, "--header-row")
         if self._header_hash is not None and mapper.header_hash != self._header_hash:
             log.warning(
                 "The header of tab %r changed (fields now: %s); records from row %s on use the new field names.",
@@ -640,15 +664,14 @@ class SheetStream:
         return mapper
 
     def _save_position(self) -> None:
-        info = self._info
-        watermark = Watermark(
-            last_row=self._after_row,
-            spreadsheet_id=self.spreadsheet_id,
-            sheet_id=info.sheet_id,
-            sheet_name=info.title,
-            topic=self.topic,
+        watermark = watermark_for(
+            self.spreadsheet_id,
+            self._info,
+            self.topic,
+            None,
+            self._after_row,
+            self._last_value,
             header_hash=self._header_hash,
-            last_row_hash=fingerprint([self._last_value]) if self._last_value else None,
             extra={"runner": self.runner},
         )
         try:
@@ -657,3 +680,4 @@ class SheetStream:
             self.positions.reset_publisher()
             raise
         self._position_dirty = False
+        self._saved_row = watermark.last_row

@@ -8,6 +8,7 @@ test module imports it. ``SHEETS_TEST_DB=postgres`` runs the same suite on the l
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -36,6 +37,8 @@ for _dag_file in [*(REPO / "dags").glob("*.py"), *(REPO / "tests" / "dags").glob
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_DAGS)
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
+# one key for every process of the session (tests, workers, subprocesses): Variables are encrypted
+os.environ["AIRFLOW__CORE__FERNET_KEY"] = base64.urlsafe_b64encode(os.urandom(32)).decode()
 os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
 
 if _DB_KIND == "postgres":

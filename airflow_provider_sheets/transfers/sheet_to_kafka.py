@@ -11,8 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_sheets.errors import DriftError, HeaderError, SheetsConfigError, WatermarkError
-from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, SheetInfo, SheetsReader
+from airflow_provider_sheets.core import (
+    PublishResult,
+    mapper_for,
+    provenance_headers,
+    publish_pages,
+    sender,
+    watermark_for,
+)
+from airflow_provider_sheets.errors import DriftError, SheetsConfigError, WatermarkError
+from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, Page, SheetInfo, SheetsReader
 from airflow_provider_sheets.kafka import Publisher, read_last_value
 from airflow_provider_sheets.lease import WatermarkLease
 from airflow_provider_sheets.rows import Record, RowMapper, RowMappingError, fingerprint
@@ -347,10 +355,7 @@ class SheetToKafkaOperator(BaseOperator):
 
         ti = context.get("ti")
         static_headers = [
-            ("sheets.spreadsheet_id", self.spreadsheet_id.encode()),
-            ("sheets.sheet_name", info.title.encode()),
-            ("sheets.sheet_id", str(info.sheet_id).encode()),
-            ("sheets.header_hash", mapper.header_hash.encode()),
+            *provenance_headers(self.spreadsheet_id, info, mapper),
             ("airflow.dag_id", dag_id.encode()),
             ("airflow.run_id", run_id.encode()),
             ("airflow.run_type", plan.run_type.encode()),
@@ -360,63 +365,60 @@ class SheetToKafkaOperator(BaseOperator):
         publisher = self.publisher
         if plan.publish:
             publisher.begin()
-        first_row = last_row = None
-        last_value = b""
-        pages_read = rows_seen = selected = dead_lettered = 0
         preview: list[str] = []
-        next_progress = time.monotonic() + PROGRESS_INTERVAL
         checkpoints = plan.publish and plan.moves_watermark and self.delivery == AT_LEAST_ONCE
-        next_checkpoint = time.monotonic() + self.checkpoint_interval
-        checkpointed = None
-        for page in pages:
-            pages_read += 1
-            page_last = None
-            if checkpoints:
-                publisher.open_batch()
-            try:
-                for record in mapper.map_rows(page.first_row, page.rows, errors="yield"):
-                    if isinstance(record, int):
-                        continue
-                    if isinstance(record, RowMappingError):
-                        if not self.dead_letter_topic:
-                            raise record
-                        dead_lettered += 1
-                        if plan.publish:
-                            self._dead_letter(record, page.rows[record.row - page.first_row], static_headers)
-                        continue
-                    rows_seen += 1
-                    if in_window is not None and not in_window(page.rows[record.row - page.first_row], record.row):
-                        continue
-                    selected += 1
-                    if plan.publish:
-                        row_header = ("sheets.row", str(record.row).encode())
-                        publisher.send(record.key, record.value, [*static_headers, row_header])
-                    elif len(preview) < DRY_RUN_PREVIEW:
-                        preview.append(f"row {record.row} key={record.key.decode()} {record.value.decode()[:300]}")
-                    if first_row is None:
-                        first_row = record.row
-                    last_row, last_value = record.row, record.value
-                    page_last = record
-            except RowMappingError as err:
-                message = (
-                    f"row {err.row} cannot be mapped ({err.reason}); fix the row, or set dead_letter_topic to "
-                    f"send such rows there with the reason in a header"
-                )
-                if plan.publish:
-                    publisher.abort(message)
-                raise SheetsConfigError(message) from None
+        timers = {
+            "progress": time.monotonic() + PROGRESS_INTERVAL,
+            "checkpoint": time.monotonic() + self.checkpoint_interval,
+        }
+        checkpointed: list[int | None] = [None]
+
+        def collect(record: Record, headers: list[tuple[str, bytes]]) -> None:
+            if len(preview) < DRY_RUN_PREVIEW:
+                preview.append(f"row {record.row} key={record.key.decode()} {record.value.decode()[:300]}")
+
+        def dead_letter(error: RowMappingError, cells: list[Any]) -> None:
+            if plan.publish:
+                self._dead_letter(error, cells, static_headers)
+
+        def after_page(page: Page, page_last: Record | None, progress: PublishResult) -> None:
             if plan.publish:
                 publisher.poll()
             if checkpoints:
                 publisher.close_batch(page_last)
-                if time.monotonic() >= next_checkpoint:
-                    next_checkpoint = time.monotonic() + self.checkpoint_interval
-                    checkpointed = self._checkpoint(publisher, store, lease, mapper, info, dag_id, run_id, checkpointed)
-            if time.monotonic() >= next_progress:
-                next_progress = time.monotonic() + PROGRESS_INTERVAL
-                self._log_progress(pages_read, page.last_row, publisher.produced, started)
+                if time.monotonic() >= timers["checkpoint"]:
+                    timers["checkpoint"] = time.monotonic() + self.checkpoint_interval
+                    checkpointed[0] = self._checkpoint(
+                        publisher, store, lease, mapper, info, dag_id, run_id, checkpointed[0]
+                    )
+            if time.monotonic() >= timers["progress"]:
+                timers["progress"] = time.monotonic() + PROGRESS_INTERVAL
+                self._log_progress(progress.pages, page.last_row, publisher.produced, started)
                 if lease is not None:
                     lease.renew()
+
+        try:
+            result = publish_pages(
+                pages,
+                mapper,
+                static_headers,
+                sender(publisher) if plan.publish else collect,
+                select=in_window,
+                dead_letter=dead_letter if self.dead_letter_topic else None,
+                before_page=(lambda page: publisher.open_batch()) if checkpoints else None,
+                after_page=after_page,
+            )
+        except RowMappingError as err:
+            message = (
+                f"row {err.row} cannot be mapped ({err.reason}); fix the row, or set dead_letter_topic to "
+                f"send such rows there with the reason in a header"
+            )
+            if plan.publish:
+                publisher.abort(message)
+            raise SheetsConfigError(message) from None
+        first_row, last_row, last_value = result.first_row, result.last_row, result.last_value
+        pages_read, rows_seen, selected = result.pages, result.rows_seen, result.selected
+        dead_lettered = result.dead_lettered
 
         watermark = None
         if plan.moves_watermark and last_row is not None:
@@ -500,18 +502,7 @@ class SheetToKafkaOperator(BaseOperator):
     def _watermark(
         self, row: int, value: bytes, mapper: RowMapper, info: SheetInfo, dag_id: str, run_id: str
     ) -> Watermark:
-        return Watermark(
-            last_row=row,
-            spreadsheet_id=self.spreadsheet_id,
-            sheet_id=info.sheet_id,
-            sheet_name=info.title,
-            topic=self.topic,
-            header_hash=mapper.header_hash,
-            fields=list(mapper.fields),
-            last_row_hash=fingerprint([value]),
-            dag_id=dag_id,
-            run_id=run_id,
-        )
+        return watermark_for(self.spreadsheet_id, info, self.topic, mapper, row, value, dag_id=dag_id, run_id=run_id)
 
     def _checkpoint(self, publisher, store, lease, mapper, info, dag_id, run_id, done):
         """At-least-once progress: move the watermark to the last row whose page and all before it are acked."""
@@ -532,15 +523,7 @@ class SheetToKafkaOperator(BaseOperator):
         return self.state_topic or f"{self.topic}.state"
 
     def _mapper(self, header: list[Any], info: SheetInfo) -> RowMapper:
-        if not any(cell not in ("", None) for cell in header):
-            raise HeaderError(
-                f"the header row {self.header_row} of tab {info.title!r} is empty. Put the field names "
-                f"(for a Google Form: the question titles) in row {self.header_row}, or set header_row."
-            )
-        try:
-            return RowMapper(header, self.key_column)
-        except ValueError as err:
-            raise SheetsConfigError(f"tab {info.title!r}: {err}") from None
+        return mapper_for(header, self.header_row, info, self.key_column, "header_row")
 
     def _drift(self, previous: Watermark, mapper: RowMapper, cells: list[Any], info: SheetInfo) -> str | None:
         """Explain how the tab changed above the watermark since the last run, or ``None``."""

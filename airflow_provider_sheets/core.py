@@ -1,0 +1,154 @@
+"""
+The read → map → publish core shared by :class:`SheetToKafkaOperator` (batch layer) and
+:class:`~airflow_provider_sheets.streaming.SheetStream` (speed layer).
+
+Both read pages with :class:`~airflow_provider_sheets.hooks.sheets.SheetsReader`, name fields with
+:func:`mapper_for`, tag records with :func:`provenance_headers`, run :func:`publish_pages`, and
+describe their position with :func:`watermark_for`; they differ only in where the position lives
+(an Airflow Variable or a compacted topic) and when they run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_sheets.errors import HeaderError, SheetsConfigError
+from airflow_provider_sheets.hooks.sheets import Page, SheetInfo
+from airflow_provider_sheets.kafka import Publisher
+from airflow_provider_sheets.rows import Record, RowMapper, RowMappingError, fingerprint
+from airflow_provider_sheets.watermark import Watermark
+
+
+def mapper_for(header: list[Any], header_row: int, info: SheetInfo, key_column: str | None, setting: str) -> RowMapper:
+    """
+    The tab's :class:`RowMapper`, or an error naming the fix.
+
+    :param setting: how the user sets the header row (``header_row`` or ``--header-row``).
+    """
+    if not any(cell not in ("", None) for cell in header):
+        raise HeaderError(
+            f"the header row {header_row} of tab {info.title!r} is empty. Put the field names (for a "
+            f"Google Form: the question titles) in row {header_row}, or set {setting}."
+        )
+    try:
+        return RowMapper(header, key_column)
+    except ValueError as err:
+        raise SheetsConfigError(f"tab {info.title!r}: {err}") from None
+
+
+def provenance_headers(spreadsheet_id: str, info: SheetInfo, mapper: RowMapper) -> list[tuple[str, bytes]]:
+    """The ``sheets.*`` headers every record of a run carries (``sheets.row`` is added per record)."""
+    return [
+        ("sheets.spreadsheet_id", spreadsheet_id.encode()),
+        ("sheets.sheet_name", info.title.encode()),
+        ("sheets.sheet_id", str(info.sheet_id).encode()),
+        ("sheets.header_hash", mapper.header_hash.encode()),
+    ]
+
+
+def watermark_for(
+    spreadsheet_id: str, info: SheetInfo, topic: str, mapper: RowMapper | None, row: int, value: bytes, **extra: Any
+) -> Watermark:
+    """The position after ``row`` (whose record value was ``value``), with the hashes drift checks need."""
+    fields: dict[str, Any] = {
+        "header_hash": mapper.header_hash if mapper else None,
+        "fields": list(mapper.fields) if mapper else None,
+        "last_row_hash": fingerprint([value]) if value else None,
+        **extra,
+    }
+    return Watermark(
+        last_row=row,
+        spreadsheet_id=spreadsheet_id,
+        sheet_id=info.sheet_id,
+        sheet_name=info.title,
+        topic=topic,
+        **fields,
+    )
+
+
+@dataclass
+class PublishResult:
+    """What :func:`publish_pages` did."""
+
+    first_row: int | None = None
+    last_row: int | None = None
+    last_value: bytes = b""
+    rows_seen: int = 0
+    selected: int = 0
+    dead_lettered: int = 0
+    pages: int = 0
+    last_page: Page | None = None
+    widest: int = 0
+
+
+def publish_pages(
+    pages: Iterable[Page],
+    mapper: RowMapper,
+    headers: list[tuple[str, bytes]],
+    emit: Callable[[Record, list[tuple[str, bytes]]], None],
+    *,
+    select: Callable[[list[Any], int], bool] | None = None,
+    dead_letter: Callable[[RowMappingError, list[Any]], None] | None = None,
+    before_page: Callable[[Page], None] | None = None,
+    after_page: Callable[[Page, Record | None, PublishResult], None] | None = None,
+) -> PublishResult:
+    """
+    Map every non-empty row of ``pages`` and hand each record to ``emit`` with its headers.
+
+    :param emit: sends a record (``Publisher.send``), or collects it (a dry run).
+    :param select: keeps a row or not, from its cells and row number (a backfill's interval).
+    :param dead_letter: takes a row that cannot be mapped; without it the
+        :class:`RowMappingError` propagates.
+    :param before_page: called before a page's rows (e.g. to open an acknowledgement batch).
+    :param after_page: called after each page with its last emitted record.
+    :raises RowMappingError: without ``dead_letter``; its ``result`` attribute tells what was
+        emitted before the row.
+    """
+    result = PublishResult()
+    try:
+        _publish(pages, mapper, headers, emit, select, dead_letter, before_page, after_page, result)
+    except RowMappingError as err:
+        err.result = result  # type: ignore[attr-defined]
+        raise
+    return result
+
+
+def _publish(pages, mapper, headers, emit, select, dead_letter, before_page, after_page, result) -> None:
+    errors = "yield" if dead_letter is not None else "raise"
+    for page in pages:
+        result.pages += 1
+        result.last_page = page
+        result.widest = max(result.widest, max((len(cells) for cells in page.rows), default=0))
+        if before_page is not None:
+            before_page(page)
+        page_last: Record | None = None
+        for record in mapper.map_rows(page.first_row, page.rows, errors=errors):
+            if isinstance(record, int):
+                continue
+            cells = page.rows[record.row - page.first_row]
+            if isinstance(record, RowMappingError):
+                result.dead_lettered += 1
+                dead_letter(record, cells)
+                continue
+            result.rows_seen += 1
+            if select is not None and not select(cells, record.row):
+                continue
+            result.selected += 1
+            emit(record, [*headers, ("sheets.row", str(record.row).encode())])
+            if result.first_row is None:
+                result.first_row = record.row
+            result.last_row, result.last_value = record.row, record.value
+            page_last = record
+        if after_page is not None:
+            after_page(page, page_last, result)
+
+
+def sender(publisher: Publisher) -> Callable[[Record, list[tuple[str, bytes]]], None]:
+    """An ``emit`` for :func:`publish_pages` that produces to the publisher's topic."""
+
+    def emit(record: Record, headers: list[tuple[str, bytes]]) -> None:
+        publisher.send(record.key, record.value, headers)
+
+    return emit
