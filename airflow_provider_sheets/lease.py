@@ -41,7 +41,7 @@ class WatermarkLease:
     """
 
     def __init__(
-        self, watermark_key: str, owner: str, ttl: float = 600.0, settle: float = 2.0, wait: float = 120.0
+        self, watermark_key: str, owner: str, ttl: float = 600.0, settle: float = 0.5, wait: float = 120.0
     ) -> None:
         self.key = f"{watermark_key}.lease"
         self.owner = owner

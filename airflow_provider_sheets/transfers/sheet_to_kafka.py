@@ -83,12 +83,28 @@ class SheetToKafkaOperator(BaseOperator):
     ``sheets.header_hash``, ``airflow.dag_id``, ``airflow.run_id``, ``airflow.task_id``,
     ``airflow.try_number``). Fully empty rows are skipped and counted.
 
-    Delivery semantics (at-least-once): the producer is idempotent with ``acks=all``; the
-    watermark Variable is written only after every record of the run was acknowledged, and read
-    back. If anything fails, the task fails and the watermark stays where it was, so a retry
-    re-reads the same rows and re-sends them with the same keys and ``sheets.row`` headers.
-    Records acknowledged before the failure may therefore appear twice in the topic; consumers
-    de-duplicate on ``(sheets.spreadsheet_id, sheets.sheet_id, sheets.row)`` or on the key.
+    Delivery semantics, by ``delivery``:
+
+    * ``at_least_once`` (default): an idempotent producer with ``acks=all``. The watermark Variable
+      only ever names acknowledged rows: it is written (and read back) once every record of the run
+      is acknowledged, and on long runs every ``checkpoint_interval`` seconds up to the last page
+      acknowledged with all pages before it. On any failure the task fails and the producer's queue
+      is purged, so nothing of the failed attempt is delivered later; **a retry** re-reads from the
+      watermark and re-sends only the rows after it, with the same keys and ``sheets.row`` headers,
+      so consumers can de-duplicate on ``(sheets.spreadsheet_id, sheets.sheet_id, sheets.row)``.
+    * ``exactly_once``: the run's records and a checkpoint of the watermark (in the compacted
+      ``state_topic``) are written in one Kafka transaction, with a ``transactional.id`` stable per
+      (dag, task, spreadsheet, tab) so a new attempt fences a zombie one. On start the Variable is
+      reconciled with the committed checkpoint, so a crash between commit and Variable write causes
+      no duplicates. **A retry** re-sends nothing that was committed; consumers read with
+      ``isolation.level=read_committed``.
+
+    What a run publishes depends on how it started (see :mod:`airflow_provider_sheets.runmode`):
+    scheduled and plain manual runs publish the rows after the watermark; ``dry_run`` publishes
+    nothing; ``full_refresh`` and ``start_row`` republish; backfill runs publish the rows whose
+    ``timestamp_column`` falls in their data interval and leave the live watermark alone. A run that
+    moves the watermark holds a lease on it (see :mod:`airflow_provider_sheets.lease`), so
+    overlapping runs never publish the same rows, and the watermark never moves backwards.
 
     :param spreadsheet_id: the spreadsheet id (from its URL). Templated.
     :param topic: the destination topic; it must exist. Templated.
@@ -103,13 +119,35 @@ class SheetToKafkaOperator(BaseOperator):
     :param watermark_key: the Variable that holds the watermark; default
         ``sheets_to_kafka.<spreadsheet_id>.gid<tab id>.<topic>``. Templated.
     :param header_row: the row holding the field names.
-    :param max_rows: read at most this many rows after the watermark in one run.
+    :param dry_run: read and map, log a preview, publish nothing, leave the watermark. Templated.
+    :param full_refresh: republish every row from the first data row; the watermark is set to the
+        last row at the end. Templated.
+    :param start_row: publish from this row on; the watermark never moves backwards. Templated.
+    :param max_rows: publish at most this many rows in one run (the next run continues). Templated.
+    :param timestamp_column: the header whose cells place a row in a backfill's data interval.
+    :param timestamp_format: ``strptime`` format of those cells, read in the spreadsheet's time zone
+        (serial numbers and ISO 8601 are accepted too).
     :param value_render_option: ``FORMATTED_VALUE`` (cells as the sheet shows them; default),
         ``UNFORMATTED_VALUE`` or ``FORMULA``.
     :param impersonation_chain: service account(s) to impersonate for the Sheets calls.
     :param producer_config: librdkafka settings applied over the connection's (idempotence and
         ``acks=all`` cannot be weakened).
-    :param flush_timeout: seconds to wait for the last acknowledgements before failing.
+    :param flush_timeout: seconds to wait for the last acknowledgements before failing; also bounds
+        ``message.timeout.ms``.
+    :param lease_ttl: seconds a watermark lease lasts without renewal (a dead run blocks others at
+        most this long).
+    :param lease_settle: seconds between claiming the lease and confirming the claim.
+    :param lease_wait: seconds to wait for another run's lease before failing with
+        ``WatermarkConflictError``.
+    :param delivery: ``at_least_once`` or ``exactly_once`` (see above).
+    :param state_topic: the compacted topic of ``exactly_once`` checkpoints; default ``<topic>.state``.
+        Templated.
+    :param on_drift: what to do when rows above the watermark or the header changed: ``fail``
+        (default; nothing is published), ``continue`` (publish the rows after the watermark as they
+        are now) or ``republish`` (publish every row again).
+    :param dead_letter_topic: where rows that cannot be mapped go (with the reason in the
+        ``sheets.error`` header); without it such a row fails the run. Templated.
+    :param checkpoint_interval: seconds between at-least-once watermark checkpoints on long runs.
     """
 
     template_fields: Sequence[str] = (
@@ -154,7 +192,7 @@ class SheetToKafkaOperator(BaseOperator):
         producer_config: dict[str, Any] | None = None,
         flush_timeout: float = 300.0,
         lease_ttl: float = 600.0,
-        lease_settle: float = 2.0,
+        lease_settle: float = 0.5,
         lease_wait: float = 120.0,
         delivery: str = AT_LEAST_ONCE,
         state_topic: str | None = None,
