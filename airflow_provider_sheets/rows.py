@@ -15,14 +15,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
+
+try:
+    import msgspec
+except ImportError:  # pragma: no cover - Airflow 3 itself depends on msgspec
+    msgspec = None
 
 #: Google's largest column index (a sheet holds at most 18,278 columns: ``ZZZ``).
 MAX_COLUMNS = 18_278
 
 _CELL_RE = re.compile(r"^([A-Za-z]{0,3})(\d*)$")
+
+#: Cell types that the fast encoder (msgspec) writes byte for byte as ``json`` does with the
+#: options used here (``ensure_ascii=False``, compact separators); any other type takes ``json``.
+_PLAIN_TYPES = frozenset((str, int, bool, type(None)))
+#: The same plus ``float``, whose text is handed to the fast encoder as ``json`` writes it.
+_FLOAT_TYPES = _PLAIN_TYPES | {float}
 
 
 class RowMappingError(ValueError):
@@ -207,12 +219,45 @@ class RowMapper:
                 )
             self._key_index = self.fields.index(key_column)
         self._encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+        self._fast = msgspec.json.Encoder().encode if msgspec is not None else None
+        self._row_type = self._struct()
+
+    def _struct(self) -> Any:
+        """
+        A msgspec struct type with one field per column, encoded under the column's field name:
+        ``encode(RowType(*cells))`` gives the same bytes as ``json`` on the padded ``{field: cell}``
+        dict, about three times faster. ``None`` without msgspec, or when a field name has a
+        character msgspec does not accept in a struct (a quote, a backslash, a control character).
+        """
+        if msgspec is None:
+            return None
+        attrs = [f"f{index}" for index in range(self._width)]
+        try:
+            return msgspec.defstruct(
+                "SheetRow", [(attr, object, None) for attr in attrs], rename=dict(zip(attrs, self.fields, strict=True))
+            )
+        except (ValueError, TypeError):
+            return None
 
     def _fields_for(self, length: int) -> list[str]:
         if length > self._width:
             self.fields = field_names(self.fields, length)
             self._width = length
+            self._row_type = self._struct()
         return self.fields
+
+    def _encode(self, cells: Sequence[Any]) -> bytes:
+        """The JSON object ``{field: cell}`` of a row no wider than the fields, padded with null."""
+        kinds = set(map(type, cells))
+        fast = self._fast is not None and kinds <= _FLOAT_TYPES
+        if fast and float in kinds:
+            cells = [_json_float(cell) if type(cell) is float else cell for cell in cells]
+        if fast and self._row_type is not None:
+            return self._fast(self._row_type(*cells))
+        value = dict(zip(self.fields, cells, strict=False))
+        for name in self.fields[len(cells) :]:
+            value[name] = None
+        return self._fast(value) if fast else self._encoder.encode(value).encode("utf-8")
 
     def map_rows(
         self, first_row: int, rows: Sequence[Sequence[Any]], errors: str = "raise"
@@ -225,21 +270,21 @@ class RowMapper:
         :param errors: ``"raise"`` raises :class:`RowMappingError` for a row that cannot be mapped;
             ``"yield"`` yields the error instead and goes on with the next row.
         """
-        encode = self._encoder.encode
         key_index = self._key_index
-        width = self._width
-        for offset, cells in enumerate(rows):
-            row_number = first_row + offset
-            if is_empty_row(cells):
+        plain = _PLAIN_TYPES.issuperset
+        fast = self._fast
+        new_record = tuple.__new__
+        row_number = first_row - 1
+        for cells in rows:
+            row_number += 1
+            # any() is a quick "not empty" for almost every row; is_empty_row() decides the rest
+            if not any(cells) and is_empty_row(cells):
                 yield row_number
                 continue
-            fields = self._fields_for(len(cells)) if len(cells) > width else self.fields
-            value = dict(zip(fields, cells, strict=False))
-            if len(cells) < len(fields):
-                for name in fields[len(cells) :]:
-                    value[name] = None
+            if len(cells) > self._width:
+                self._fields_for(len(cells))
             if key_index is None:
-                key = str(row_number)
+                key = str(row_number).encode()
             else:
                 cell = cells[key_index] if key_index < len(cells) else None
                 if cell in ("", None):
@@ -248,5 +293,19 @@ class RowMapper:
                         raise error
                     yield error
                     continue
-                key = str(cell)
-            yield Record(row_number, key.encode("utf-8"), encode(value).encode("utf-8"))
+                key = str(cell).encode("utf-8")
+            row_type = self._row_type
+            simple = row_type is not None and plain(map(type, cells))
+            value = fast(row_type(*cells)) if simple else self._encode(cells)
+            yield new_record(Record, (row_number, key, value))
+
+
+def _json_float(value: float) -> Any:
+    """A float as ``json`` writes it (``1e+16``, ``NaN``…; msgspec would write ``1e16``, ``null``)."""
+    if value != value:
+        text = "NaN"
+    elif value in (math.inf, -math.inf):
+        text = "Infinity" if value > 0 else "-Infinity"
+    else:
+        text = float.__repr__(value)
+    return msgspec.Raw(text.encode())

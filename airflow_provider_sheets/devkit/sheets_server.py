@@ -297,6 +297,8 @@ def _serial(value: date, time_zone: str) -> float | int:
 
 
 def _render(value: object, value_render: str, datetime_render: str, time_zone: str) -> object:
+    if type(value) is str:  # the common case first: text renders as itself in every mode
+        return value
     if _is_empty(value):
         return ""
     if value_render == "FORMATTED_VALUE":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -23,6 +25,14 @@ DEFAULT_PAGE_SIZE = 5_000
 MAX_EMPTY_SPAN_FACTOR = 16
 #: … and never past this many cells in one request.
 MAX_PAGE_CELLS = 500_000
+
+#: Google recommends at most ~2 MB per request: after a page, the next one asks for fewer than
+#: ``page_size`` rows when rows as wide as this page's would make the response larger than this.
+MAX_PAGE_BYTES = 2_000_000
+#: Rows of a page looked at to estimate how many bytes a row takes in the response …
+ROW_SAMPLE = 32
+#: … counting this many bytes per cell besides its text (quotes, comma, white space).
+CELL_OVERHEAD = 6
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,9 @@ class SheetsReader:
         self.requests = 0
         #: the cells of ``check_row`` from the last :meth:`read` (``[]`` when that row is empty)
         self.checked_row: list[Any] | None = None
+        self._lean = False
+        # one request at a time: the page prefetch thread and the caller share one HTTP client
+        self._lock = threading.Lock()
 
     @cached_property
     def hook(self) -> GSheetsHook:
@@ -92,9 +105,13 @@ class SheetsReader:
     def _call(self, what: str, spreadsheet_id: str, func, /, **kwargs):
         from googleapiclient.errors import HttpError
 
-        self.requests += 1
+        if not self._lean:
+            _skip_schema_docs(self.hook.get_conn())
+            self._lean = True
         try:
-            return func(**kwargs)
+            with self._lock:
+                self.requests += 1
+                return func(**kwargs)
         except HttpError as err:
             raise SheetsAccessError.from_http_error(err, what, spreadsheet_id, self._account()) from None
 
@@ -210,15 +227,49 @@ class SheetsReader:
         return header, self._pages(info, Page(start, first_end, values[-1]), end, page_size, last_col)
 
     def _pages(self, info: SheetInfo, first: Page, end: int, page_size: int, last_col: int) -> Iterator[Page]:
-        yield first
-        span = page_size if first.rows else self._grow(page_size, page_size, last_col)
-        start = first.last_row + 1
-        while start <= end:
-            stop = min(start + span - 1, end)
-            (rows,) = self.batch_get(info.spreadsheet_id, [A1Range.rows(info.title, start, stop, last_col)])
-            yield Page(start, stop, rows)
-            span = page_size if rows else self._grow(span, page_size, last_col)
-            start = stop + 1
+        """
+        Yield ``first``, then the following pages; while the caller works on a page, the next one is
+        fetched in a background thread. At most one request runs ahead of the caller: the next
+        page is requested only once the previous one has arrived, and when the caller stops
+        iterating, nothing more is requested (a request already under way is waited for).
+        """
+        pool: ThreadPoolExecutor | None = None
+        pending: Future[Page] | None = None
+        try:
+            page = first
+            span = limit = page_size
+            while True:
+                if page.rows:
+                    span = limit = self._rows_per_page(page.rows, page_size)
+                else:
+                    span = self._grow(span, limit, last_col)
+                start = page.last_row + 1
+                if start <= end:
+                    if pool is None:
+                        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sheets-reader")
+                    pending = pool.submit(self._fetch, info, start, min(start + span - 1, end), last_col)
+                yield page
+                if pending is None:
+                    return
+                page, pending = pending.result(), None
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _fetch(self, info: SheetInfo, start: int, stop: int, last_col: int) -> Page:
+        (rows,) = self.batch_get(info.spreadsheet_id, [A1Range.rows(info.title, start, stop, last_col)])
+        return Page(start, stop, rows)
+
+    @staticmethod
+    def _rows_per_page(rows: list[list[Any]], page_size: int) -> int:
+        """
+        ``page_size``, or fewer rows when rows like these (a sample of them, measured as UTF-8
+        text) would make a response larger than :data:`MAX_PAGE_BYTES`.
+        """
+        sample = rows[:: max(1, len(rows) // ROW_SAMPLE)]
+        size = sum(len(str(cell).encode("utf-8", "replace")) + CELL_OVERHEAD for row in sample for cell in row)
+        row_bytes = max(1, size // len(sample) + CELL_OVERHEAD)
+        return max(1, min(page_size, MAX_PAGE_BYTES // row_bytes))
 
     @staticmethod
     def _grow(span: int, page_size: int, last_col: int) -> int:
@@ -228,3 +279,22 @@ class SheetsReader:
         """
         cap = max(page_size, min(MAX_EMPTY_SPAN_FACTOR * page_size, MAX_PAGE_CELLS // max(last_col, 1)))
         return min(span * 2, cap)
+
+
+def _skip_schema_docs(service: Any) -> None:
+    """
+    Keep the Google client from writing huge docstrings on every call.
+
+    Each ``service.spreadsheets()`` call (``GSheetsHook`` makes one per request) builds a
+    ``Resource`` whose methods get docstrings that pretty-print their whole request and response
+    schemas: for Sheets, ~20 MB of text and ~60 ms of CPU per call, and ~0.5 s and ~55 MB more for
+    the first one. Pre-filling the client's cache of pretty-printed schemas with a one-line
+    placeholder leaves short docstrings and changes nothing else; on a client without that cache
+    this does nothing.
+    """
+    schema = getattr(service, "_schema", None)
+    pretty = getattr(schema, "pretty", None)
+    schemas = getattr(schema, "schemas", None)
+    if isinstance(pretty, dict) and isinstance(schemas, dict):
+        for name in schemas:
+            pretty.setdefault(name, "{},\n")

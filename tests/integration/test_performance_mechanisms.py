@@ -1,0 +1,193 @@
+"""The mechanisms that keep big sheets fast and small, checked by counting, not by timing.
+
+* pages are streamed: reading and mapping a tab page by page keeps a page or two in memory,
+  never the whole tab;
+* the next page is fetched while the caller works on the current one, at most one page ahead,
+  and nothing more is requested once the caller stops;
+* wide rows shrink the pages so a response stays under Google's recommended ~2 MB;
+* the Google client is kept from building its multi-megabyte docstrings;
+* an incremental run on a big tab costs exactly two Sheets requests;
+* the fast JSON encoder writes exactly the bytes ``json`` writes (the watermark's row hash and
+  consumers' de-duplication depend on them).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import tracemalloc
+import uuid
+
+import pytest
+
+from airflow_provider_sheets.hooks.sheets import MAX_PAGE_BYTES, SheetsReader
+from airflow_provider_sheets.rows import Record, RowMapper
+from tests.helpers import run_operator
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
+
+TAB = "Form Responses 1"
+HEADER = [f"Question {i}" for i in range(1, 11)]
+
+
+def _rows(count: int, start: int = 0, text: str = "answer") -> list[list[str]]:
+    return [[f"{text} {n}-{col}" for col in range(len(HEADER))] for n in range(start, start + count)]
+
+
+def _sheet(server, rows: list[list[str]], **kwargs) -> str:
+    spreadsheet_id = f"perf-{uuid.uuid4().hex[:10]}"
+    server.create_spreadsheet(spreadsheet_id, {TAB: [HEADER, *rows]}, **kwargs)
+    return spreadsheet_id
+
+
+def _wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def _read_and_map(reader: SheetsReader, spreadsheet_id: str, page_size: int, hold: bool) -> tuple[int, int]:
+    """Read and map a whole tab; return (records, tracemalloc peak), keeping every page when ``hold``."""
+    info = reader.describe(spreadsheet_id, TAB)
+    held = []
+    records = 0
+    tracemalloc.start()
+    try:
+        header, pages = reader.read(info, 1, page_size=page_size)
+        mapper = RowMapper(header)
+        for page in pages:
+            mapped = [r for r in mapper.map_rows(page.first_row, page.rows) if isinstance(r, Record)]
+            records += len(mapped)
+            if hold:
+                held.append((page, mapped))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return records, peak
+
+
+def test_pages_are_streamed_not_accumulated(connections, sheets_server):
+    spreadsheet_id = _sheet(sheets_server, _rows(24_000))
+    reader = SheetsReader(api_endpoint=connections["api_endpoint"])
+
+    streamed, streaming_peak = _read_and_map(reader, spreadsheet_id, page_size=1000, hold=False)
+    kept, holding_peak = _read_and_map(reader, spreadsheet_id, page_size=1000, hold=True)
+
+    assert streamed == kept == 24_000
+    # 24 pages held take ~24 pages of memory; streamed, at most the page being mapped, the one
+    # prefetched and the response being decoded are alive at once
+    assert streaming_peak * 4 < holding_peak, (streaming_peak, holding_peak)
+
+
+def test_prefetch_stays_one_page_ahead_and_stops_with_the_caller(connections, sheets_server):
+    spreadsheet_id = _sheet(sheets_server, _rows(1000))
+    reader = SheetsReader(api_endpoint=connections["api_endpoint"])
+    info = reader.describe(spreadsheet_id, TAB)
+    sheets_server.reset_stats()
+
+    def value_requests() -> int:
+        return sheets_server.request_count("values.batchGet")
+
+    header, pages = reader.read(info, 1, page_size=100)
+    assert header == HEADER
+    assert value_requests() == 1, "the header and the first page come in one request"
+
+    first = next(pages)
+    assert (first.first_row, first.last_row) == (2, 101)
+    assert _wait_for(lambda: value_requests() == 2), "page 2 is fetched while the caller works on page 1"
+    time.sleep(0.3)
+    assert value_requests() == 2, "never more than one page ahead"
+
+    second = next(pages)
+    assert (second.first_row, second.last_row) == (102, 201)
+    assert second.rows == _rows(100, start=100)
+    assert _wait_for(lambda: value_requests() == 3)
+
+    pages.close()
+    time.sleep(0.3)
+    assert value_requests() == 3, "nothing is requested after the caller stopped"
+    assert reader.requests == 1 + 3, "the reader counts every request it made (describe + 3 values)"
+    assert not [t for t in threading.enumerate() if t.name.startswith("sheets-reader")]
+
+
+def test_wide_rows_shrink_the_pages_under_the_recommended_payload(connections, sheets_server):
+    wide = _rows(2500, text="x" * 300)  # ~3 KB of JSON per row
+    spreadsheet_id = _sheet(sheets_server, wide)
+    reader = SheetsReader(api_endpoint=connections["api_endpoint"])
+    info = reader.describe(spreadsheet_id, TAB)
+    sheets_server.reset_stats()
+
+    header, pages = reader.read(info, 1, page_size=1000)
+    read = list(pages)
+
+    assert [row for page in read for row in page.rows] == wide
+    assert all(a.last_row + 1 == b.first_row for a, b in zip(read, read[1:], strict=False))
+    sizes = [r.response_bytes for r in sheets_server.requests if r.kind == "values.batchGet"]
+    assert sizes[0] > MAX_PAGE_BYTES, "the first page has page_size rows: nothing is known of their width yet"
+    assert len(sizes) > 3
+    assert max(sizes[1:]) <= MAX_PAGE_BYTES, sizes
+
+
+def test_google_client_docstrings_are_not_built(connections, sheets_server):
+    spreadsheet_id = _sheet(sheets_server, _rows(10))
+    reader = SheetsReader(api_endpoint=connections["api_endpoint"])
+    reader.hook.get_conn()
+    tracemalloc.start()
+    try:
+        info = reader.describe(spreadsheet_id, TAB)
+        reader.batch_get(spreadsheet_id, [])
+        header, pages = reader.read(info, 1)
+        assert sum(len(page.rows) for page in pages) == 10
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the client's own docstrings for spreadsheets.get / batchUpdate take ~55 MB at first use
+    assert peak < 10_000_000, peak
+
+
+def test_incremental_run_on_a_big_tab_costs_two_requests(connections, sheets_server, topic):
+    spreadsheet_id = _sheet(sheets_server, _rows(6000), row_count=6001 + 1000)
+    kwargs = {"spreadsheet_id": spreadsheet_id, "topic": topic, "api_endpoint": connections["api_endpoint"]}
+    first = run_operator(**kwargs)
+    assert first.state == "success"
+    assert first.summary["rows_published"] == 6000
+
+    sheets_server.append_rows(spreadsheet_id, TAB, _rows(100, start=6000))
+    sheets_server.reset_stats()
+    result = run_operator(**kwargs)
+
+    assert result.state == "success"
+    summary = result.summary
+    assert (summary["rows_published"], summary["first_row"], summary["last_row"]) == (100, 6002, 6101)
+    assert summary["sheets_requests"] == 2
+    assert sheets_server.request_count() == 2
+    assert sheets_server.request_count("spreadsheets.get") == 1
+    assert sheets_server.request_count("values.batchGet") == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "rows"),
+    [
+        pytest.param(["a", "b", "c"], [["x", "Zoë 👍", "名前"], ["only one"]], id="text-and-padding"),
+        pytest.param(["a", "b"], [["tab\there", 'quote " and \\ backslash'], ["\x00\x1f\x7f\u2028"]], id="escapes"),
+        pytest.param(
+            ["n", "f", "g", "h"],
+            [[1, 1e16, 1e-07, 0.1], [-0.0, float("nan"), float("inf"), -float("inf")], [2**70, 3.0, True, None]],
+            id="numbers",
+        ),
+        pytest.param(['say "hi"', "back\\slash", "new\nline"], [["1", "2", "3"]], id="odd-headers"),
+        pytest.param(["a"], [["x", "wider", 2.5]], id="wider-than-header"),
+    ],
+)
+def test_fast_encoder_writes_exactly_what_json_writes(header, rows):
+    mapper = RowMapper(header)
+    records = [r for r in mapper.map_rows(2, rows) if isinstance(r, Record)]
+    for cells, record in zip(rows, records, strict=True):
+        names = mapper.fields
+        padded = [*cells, *([None] * (len(names) - len(cells)))]
+        expected = json.dumps(dict(zip(names, padded, strict=True)), ensure_ascii=False, separators=(",", ":"))
+        assert record.value == expected.encode("utf-8")
