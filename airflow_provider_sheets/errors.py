@@ -85,6 +85,10 @@ class KafkaPublishError(SheetsToKafkaError):
     """Records could not be delivered; the watermark was not moved."""
 
 
+class ProducerFencedError(KafkaPublishError):
+    """A newer attempt with the same ``transactional.id`` started; this attempt's transaction is void."""
+
+
 class KafkaConfigError(SheetsConfigError):
     """The Kafka connection or topic is unusable as configured."""
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
 
-from airflow_provider_sheets.errors import KafkaConfigError, KafkaPublishError
+from airflow_provider_sheets.errors import KafkaConfigError, KafkaPublishError, ProducerFencedError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,27 @@ DEFAULT_CONFIG: dict[str, Any] = {
 SECRET_KEYS = ("sasl.password", "sasl.oauthbearer.client.secret", "ssl.key.password", "ssl.key.pem")
 
 Headers = Sequence[tuple[str, bytes]]
+
+
+def _purge(producer: Any) -> Any:
+    """Drop every queued and in-flight record, serving their delivery reports; return a fatal error."""
+    from confluent_kafka import KafkaException
+
+    producer.purge(in_queue=True, in_flight=True, blocking=True)
+    try:
+        producer.flush(0)
+    except KafkaException as err:  # a producer in a fatal state (e.g. fenced) refuses to flush
+        log.debug("Flushing after the purge: %s", _redact(str(err)))
+        return err.args[0]
+    return None
+
+
+def _is_fencing(error: Any) -> bool:
+    """Whether a ``KafkaError`` says a newer producer with our ``transactional.id`` took over."""
+    from confluent_kafka import KafkaError
+
+    fenced = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+    return error is not None and error.code() in fenced
 
 
 class SheetsProducerHook(KafkaProducerHook):
@@ -134,6 +155,7 @@ class Publisher:
         self._open: list[Any] | None = None
         self.errors: list[str] = []
         self.error_count = 0
+        self.fenced = False
 
     @cached_property
     def hook(self) -> SheetsProducerHook:
@@ -185,8 +207,14 @@ class Publisher:
         if "producer" not in self.__dict__:
             return
         producer = self.__dict__.pop("producer")
-        producer.purge(in_queue=True, in_flight=True, blocking=True)
-        producer.flush(0)
+        _purge(producer)
+        if self.in_transaction and not self.fenced:
+            # a run that stopped before publishing (bad input, drift): end its empty transaction now
+            self.in_transaction = False
+            try:
+                producer.abort_transaction(10)
+            except Exception as err:  # noqa: BLE001 - best effort: the broker aborts it at its timeout
+                log.warning("Aborting the open Kafka transaction failed: %s", _redact(str(err)))
         close = getattr(producer, "close", None)
         if close is not None:
             close()
@@ -234,6 +262,7 @@ class Publisher:
             self.acked += 1
             return
         self.error_count += 1
+        self.fenced = self.fenced or _is_fencing(err)
         if len(self.errors) < 10:
             key = msg.key().decode("utf-8", "replace") if msg is not None and msg.key() else "?"
             self.errors.append(f"key {key}: {err.str()}")
@@ -257,6 +286,8 @@ class Publisher:
 
     def send(self, key: bytes, value: bytes, headers: Headers, topic: str | None = None) -> None:
         """Queue one record (to ``topic``, default the publisher's); waits for room when the queue is full."""
+        from confluent_kafka import KafkaException
+
         producer = self.producer
         while True:
             try:
@@ -266,6 +297,9 @@ class Publisher:
                 break
             except BufferError:
                 producer.poll(0.05)
+            except KafkaException as err:  # a fatal producer error (e.g. fenced) refuses every produce
+                self.fenced = self.fenced or _is_fencing(err.args[0])
+                self.abort(f"the producer refused a record ({_redact(str(err))})")
         self.produced += 1
         if self._open is not None:
             self._open[0] += 1
@@ -301,6 +335,7 @@ class Publisher:
             try:
                 self.producer.commit_transaction(self.flush_timeout)
             except KafkaException as err:
+                self.fenced = self.fenced or _is_fencing(err.args[0])
                 self.abort(f"the transaction did not commit ({_redact(str(err))})")
             self.in_transaction = False
         return self.acked
@@ -308,15 +343,23 @@ class Publisher:
     def abort(self, reason: str) -> None:
         """Purge everything queued or in flight and raise :class:`KafkaPublishError`."""
         producer = self.producer
-        producer.purge(in_queue=True, in_flight=True, blocking=True)
-        producer.flush(0)
+        self.fenced = _is_fencing(_purge(producer)) or self.fenced
         if self.in_transaction:
             self.in_transaction = False
             try:
-                producer.abort_transaction(30)
+                if not self.fenced:  # a fenced producer cannot abort; the newer attempt already has
+                    producer.abort_transaction(30)
             except Exception as err:  # noqa: BLE001 - the run fails either way; say why the abort failed
                 log.warning("Aborting the Kafka transaction failed too: %s", _redact(str(err)))
         detail = "; ".join(self.errors[:5])
+        if self.fenced:
+            raise ProducerFencedError(
+                f"this attempt was fenced: a newer producer with transactional.id {self.transactional_id!r} "
+                f"started (a retry of this task, or the same task running elsewhere), so Kafka aborted this "
+                f"attempt's transaction: read_committed consumers never see its {self.produced} records, and "
+                f"the watermark is left to the newer attempt ({reason}). Nothing to fix if a retry is running; "
+                f"otherwise make sure only one Airflow deployment runs this DAG."
+            )
         raise KafkaPublishError(
             f"publishing to topic {self.topic!r} failed: {reason}"
             + (f" (first errors: {detail})" if detail else "")

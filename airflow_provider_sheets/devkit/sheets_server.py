@@ -529,6 +529,25 @@ class _Fault:
     message: str | None
 
 
+class Hold:
+    """One API request held before it is answered (see :meth:`SheetsServer.hold_next`)."""
+
+    def __init__(self, kind: str | None, timeout: float) -> None:
+        self.kind = kind
+        self.timeout = timeout
+        #: set when the held request has arrived (it then waits for :meth:`release`).
+        self.arrived = threading.Event()
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        """Let the held request be answered."""
+        self._released.set()
+
+    def _wait(self) -> None:
+        self.arrived.set()
+        self._released.wait(self.timeout)
+
+
 def _transpose(values: list[list[object]]) -> list[list[object]]:
     width = max((len(cells) for cells in values), default=0)
     return [[cells[i] if i < len(cells) else None for cells in values] for i in range(width)]
@@ -635,6 +654,7 @@ class SheetsServer:
         self._lock = threading.RLock()
         self._books: dict[str, _Spreadsheet] = {}
         self._faults: list[_Fault] = []
+        self._holds: list[Hold] = []
         self._accounts: dict[str, Any] = {}
         self._tokens: dict[str, float] = {}
         self._httpd: _HTTPServer | None = None
@@ -799,10 +819,24 @@ class SheetsServer:
         with self._lock:
             self._faults.append(_Fault(status, count, pattern, message))
 
+    def hold_next(self, kind: str | None = None, timeout: float = 300.0) -> Hold:
+        """Hold the next API request (of ``kind``, e.g. ``"values.batchGet"``) unanswered until released.
+
+        The client sees a slow response, as from a stalled network: the way to freeze a caller at a
+        known point. The request is answered normally after :meth:`Hold.release` (or ``timeout``).
+        """
+        hold = Hold(kind, timeout)
+        with self._lock:
+            self._holds.append(hold)
+        return hold
+
     def clear_faults(self) -> None:
-        """Drop every pending injected fault."""
+        """Drop every pending injected fault and release every hold."""
         with self._lock:
             self._faults.clear()
+            holds, self._holds = self._holds, []
+        for hold in holds:
+            hold.release()
 
     def request_count(self, kind: str | None = None) -> int:
         """Count served API requests, or those of one ``kind`` (``"token"`` counts only when asked)."""
@@ -860,6 +894,11 @@ class SheetsServer:
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)
+            hold = next((h for h in self._holds if is_api and h.kind in (None, kind)), None)
+            if hold is not None:
+                self._holds.remove(hold)
+        if hold is not None:
+            hold._wait()
         if is_api and self.latency > 0:
             time.sleep(self.latency)
 

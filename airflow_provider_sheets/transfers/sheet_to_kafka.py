@@ -94,7 +94,11 @@ class SheetToKafkaOperator(BaseOperator):
       so consumers can de-duplicate on ``(sheets.spreadsheet_id, sheets.sheet_id, sheets.row)``.
     * ``exactly_once``: the run's records and a checkpoint of the watermark (in the compacted
       ``state_topic``) are written in one Kafka transaction, with a ``transactional.id`` stable per
-      (dag, task, spreadsheet, tab) so a new attempt fences a zombie one. On start the Variable is
+      (dag, task, spreadsheet, tab), and per data interval for backfill runs, so a new attempt
+      fences a zombie one: the transaction opens before anything is read, and an older attempt
+      still running is refused by Kafka at its next record and fails with
+      :class:`~airflow_provider_sheets.errors.ProducerFencedError` (one that stalled before opening
+      its transaction finds its watermark lease taken over and stops). On start the Variable is
       reconciled with the committed checkpoint, so a crash between commit and Variable write causes
       no duplicates. **A retry** re-sends nothing that was committed; consumers read with
       ``isolation.level=read_committed``.
@@ -291,8 +295,12 @@ class SheetToKafkaOperator(BaseOperator):
         ti = context.get("ti")
         dag_id = str(getattr(ti, "dag_id", None) or self.dag_id)
         if self.delivery == EXACTLY_ONCE:
-            # stable per (dag, task, sheet): a new attempt's init_transactions fences a zombie one
-            self._transactional_id = f"sheets-to-kafka.{dag_id}.{self.task_id}.{self.spreadsheet_id}.gid{info.sheet_id}"
+            # stable per (dag, task, sheet): a new attempt's init_transactions fences a zombie one;
+            # backfill runs of different intervals may run side by side, so each interval has its own
+            tid = f"sheets-to-kafka.{dag_id}.{self.task_id}.{self.spreadsheet_id}.gid{info.sheet_id}"
+            if plan.interval is not None:
+                tid += f".{plan.interval[0]:%Y%m%dT%H%M%S}-{plan.interval[1]:%Y%m%dT%H%M%S}"
+            self._transactional_id = tid
         publisher = self.publisher
         lease = None
         try:
@@ -330,6 +338,19 @@ class SheetToKafkaOperator(BaseOperator):
         run_id: str,
         started: float,
     ) -> dict[str, Any]:
+        publisher = self.publisher
+        if plan.publish:
+            # exactly-once: the transaction opens first, so an older attempt is fenced before the
+            # checkpoint and the sheet are read (it cannot commit after our reconcile)
+            publisher.begin()
+            if publisher.in_transaction:
+                self.log.info(
+                    "Exactly-once: transaction open with transactional.id %s (an older attempt with it is "
+                    "fenced).",
+                    self._transactional_id,
+                )
+                if lease is not None:
+                    lease.renew()  # an attempt that stalled before its transaction opened stops here
         previous = store.get()
         if self.delivery == EXACTLY_ONCE:
             previous = self._reconcile(store, previous)
@@ -400,9 +421,6 @@ class SheetToKafkaOperator(BaseOperator):
             ("airflow.task_id", str(self.task_id).encode()),
             ("airflow.try_number", str(getattr(ti, "try_number", "") or "").encode()),
         ]
-        publisher = self.publisher
-        if plan.publish:
-            publisher.begin()
         preview: list[str] = []
         checkpoints = plan.publish and plan.moves_watermark and self.delivery == AT_LEAST_ONCE
         timers = {

@@ -1,21 +1,26 @@
-"""exactly_once delivery, on librdkafka's built-in mock cluster.
+"""exactly_once delivery, on two real Kafka-protocol implementations, each for what it gets right.
 
-The local Tansu broker has no working EndTxn, so the transactional path runs against the mock
-cluster that librdkafka starts in-process (``test.mock.num.brokers``): real TCP brokers speaking
-the Kafka protocol, with transactions and ``read_committed``. Its brokers do not enforce producer
-epochs on produce, so zombie fencing itself cannot be observed here (see the README).
+librdkafka's built-in mock cluster (``test.mock.num.brokers``: real TCP brokers started
+in-process) hides aborted records from ``read_committed`` consumers but never fences an older
+producer epoch; the local Tansu broker fences (it refuses a zombie's records) but shows aborted
+records to ``read_committed`` consumers. So commits, aborts and the checkpoint are tested on the
+mock cluster, and zombie fencing on Tansu.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import uuid
 
 import pytest
 
 from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, forms_rows
+from tests.conftest import REPO
 from tests.helpers import consume_all, get_variable, run_operator
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
@@ -148,3 +153,75 @@ def _state(bootstrap: str, topic: str) -> dict[str, str]:
         return latest
     finally:
         consumer.close()
+
+
+def test_every_attempt_uses_the_same_transactional_id(eos, capfd):
+    """The id Kafka fences zombies by is stable per (dag, task, spreadsheet, tab), across runs and retries."""
+    bootstrap, sid, topic, kwargs = eos
+    ids = []
+    for _ in range(2):
+        capfd.readouterr()
+        assert run_operator(**kwargs).state == "success"
+        log = "".join(capfd.readouterr())
+        ids += re.findall(r"transaction open with transactional\.id (\S+) \(an older attempt", log)
+    assert ids == [f"sheets-to-kafka.sheets_it.publish.{sid}.gid0"] * 2
+
+
+_ZOMBIE = """
+import json, sys
+from tests.helpers import run_operator
+result = run_operator(**json.loads(sys.argv[1]))
+print("ZOMBIE-STATE", result.state, flush=True)
+"""
+
+
+def test_a_zombie_attempt_is_fenced_by_the_next_one(connections, broker, sheets_server, topic):
+    """
+    An attempt stalls with its transaction open (its first Sheets read is held by the server, as
+    by a network stall), its lease expires, and the next attempt of the same task publishes every
+    row. When the zombie wakes up and produces, Kafka refuses it: the zombie fails as fenced and
+    nothing of it is in the topic or the watermark. (The zombie is held before its first record
+    because Tansu would show a fenced attempt's aborted records to read_committed consumers.)
+    """
+    total = 300
+    sid = f"sheet-{uuid.uuid4().hex[:12]}"
+    sheets_server.create_spreadsheet(sid, {FORMS_TAB: [FORMS_HEADER, *forms_rows(total)]})
+    broker.create_topics([f"{topic}.state"], config={"cleanup.policy": "compact"})
+    kwargs = {
+        "spreadsheet_id": sid,
+        "topic": topic,
+        "api_endpoint": connections["api_endpoint"],
+        "delivery": "exactly_once",
+        "page_size": 100,
+        "lease_ttl": 2,
+    }
+    hold = sheets_server.hold_next("values.batchGet")
+    zombie = subprocess.Popen(
+        [sys.executable, "-c", _ZOMBIE, json.dumps(kwargs)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert hold.arrived.wait(120), "the first attempt never read the sheet"
+        assert zombie.poll() is None
+
+        retry = run_operator(**kwargs)  # waits out the zombie's lease, then fences it
+        assert retry.state == "success"
+        assert retry.summary["rows_published"] == total
+    finally:
+        hold.release()
+        sheets_server.clear_faults()
+    out, _ = zombie.communicate(timeout=120)
+    assert "ZOMBIE-STATE failed" in out, out[-3000:]
+    assert "ProducerFencedError" in out, out[-3000:]
+    assert "this attempt was fenced" in out
+    assert "transaction open with transactional.id sheets-to-kafka.sheets_it.publish." in out
+
+    rows = [m.row for m in _committed(connections["bootstrap.servers"], topic, expected=total)]
+    assert rows == list(range(2, total + 2)), "every row once: nothing of the zombie reached the topic"
+    key = retry.summary["watermark_key"]
+    assert get_variable(key)["last_row"] == total + 1
+    assert json.loads(_state(connections["bootstrap.servers"], f"{topic}.state")[key])["last_row"] == total + 1
