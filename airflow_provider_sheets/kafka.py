@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
+from confluent_kafka import KafkaError, KafkaException
 
 from airflow_provider_sheets.errors import KafkaConfigError, KafkaPublishError, ProducerFencedError
 
@@ -34,10 +35,11 @@ SECRET_KEYS = ("sasl.password", "sasl.oauthbearer.client.secret", "ssl.key.passw
 Headers = Sequence[tuple[str, bytes]]
 
 
+_FENCING_CODES = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
+
+
 def _purge(producer: Any) -> Any:
     """Drop every queued and in-flight record, serving their delivery reports; return a fatal error."""
-    from confluent_kafka import KafkaException
-
     producer.purge(in_queue=True, in_flight=True, blocking=True)
     try:
         producer.flush(0)
@@ -49,10 +51,7 @@ def _purge(producer: Any) -> Any:
 
 def _is_fencing(error: Any) -> bool:
     """Whether a ``KafkaError`` says a newer producer with our ``transactional.id`` took over."""
-    from confluent_kafka import KafkaError
-
-    fenced = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
-    return error is not None and error.code() in fenced
+    return isinstance(error, KafkaError) and error.code() in _FENCING_CODES
 
 
 class SheetsProducerHook(KafkaProducerHook):
@@ -98,7 +97,7 @@ class SheetsProducerHook(KafkaProducerHook):
         return merged
 
     def _get_client(self, config):
-        from confluent_kafka import KafkaException, Producer
+        from confluent_kafka import Producer
 
         try:
             return Producer(self.producer_config(config))
@@ -176,8 +175,6 @@ class Publisher:
         :param topic: the topic to check; default the publisher's.
         :return: the topic's partition count.
         """
-        from confluent_kafka import KafkaException
-
         name = topic or self.topic
         try:
             # all topics: a metadata request naming the topic would auto-create it on brokers that allow that
@@ -271,8 +268,6 @@ class Publisher:
         """Start the run's transaction (exactly-once mode; a no-op otherwise)."""
         if not self.transactional_id:
             return
-        from confluent_kafka import KafkaException
-
         try:
             self.producer.init_transactions(timeout)
             self.producer.begin_transaction()
@@ -286,8 +281,6 @@ class Publisher:
 
     def send(self, key: bytes, value: bytes, headers: Headers, topic: str | None = None) -> None:
         """Queue one record (to ``topic``, default the publisher's); waits for room when the queue is full."""
-        from confluent_kafka import KafkaException
-
         producer = self.producer
         while True:
             try:
@@ -330,8 +323,6 @@ class Publisher:
         if self.acked != self.produced:
             self.abort(f"{self.produced} records produced but {self.acked} acknowledged")
         if self.in_transaction:
-            from confluent_kafka import KafkaException
-
             try:
                 self.producer.commit_transaction(self.flush_timeout)
             except KafkaException as err:
@@ -380,7 +371,7 @@ def scan_topic(config: dict[str, Any], topic: str, timeout: float = 60.0) -> Ite
     """
     import uuid
 
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     consumer = Consumer(
         {

@@ -35,6 +35,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import msgspec
+
 __all__ = [
     "A1Range",
     "FORMS_HEADER",
@@ -248,6 +250,18 @@ def parse_a1(range_: str) -> A1Range:
 # --------------------------------------------------------------------------------------------------
 # Cell values
 # --------------------------------------------------------------------------------------------------
+
+
+_TEXT = frozenset({str})
+
+
+def _encode_other(value: object) -> object:
+    return str(value)
+
+
+#: Compact JSON, ~10x faster than ``json.dumps``: UTF-8 text as is, unknown types as ``str()``;
+#: floats in shortest form (``1e16``; a client parses the same number).
+_encode = msgspec.json.Encoder(enc_hook=_encode_other, decimal_format="number").encode
 
 
 def _is_empty(value: object) -> bool:
@@ -916,7 +930,7 @@ class SheetsServer:
         except Exception:
             logger.exception("Sheets server failed on %s %s", method, path)
             status, payload = 500, _ApiError(500).body()
-        data = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
+        data = _encode(payload)
         with self._lock:
             self.requests.append(RequestRecord(method, path, query, status, len(data), kind))
         return status, data
@@ -1049,13 +1063,22 @@ class SheetsServer:
         dimension = "COLUMNS" if major_dimension == "COLUMNS" else "ROWS"
         if dimension == "COLUMNS":
             matrix = _transpose(matrix)
-        lines = [_rstrip(cells) for cells in matrix]
+        text = _TEXT.issuperset
+        lines = [
+            # a row of text ending in a non-empty cell (most rows) renders as itself in every mode
+            cells if cells and cells[-1] and text(map(type, cells)) else _rstrip(cells)
+            for cells in matrix
+        ]
         while lines and not lines[-1]:
             lines.pop()
         result: dict[str, Any] = {"range": format_a1(tab.title, *bounds), "majorDimension": dimension}
         if lines:
+            zone = book.time_zone
             result["values"] = [
-                [_render(value, value_render, datetime_render, book.time_zone) for value in cells] for cells in lines
+                cells
+                if text(map(type, cells))
+                else [_render(value, value_render, datetime_render, zone) for value in cells]
+                for cells in lines
             ]
         return result
 

@@ -5,7 +5,8 @@
 * the next page is fetched while the caller works on the current one, at most one page ahead,
   and nothing more is requested once the caller stops;
 * wide rows shrink the pages so a response stays under Google's recommended ~2 MB;
-* the Google client is kept from building its multi-megabyte docstrings;
+* the Google client is kept from building its multi-megabyte docstrings, and decodes responses
+  with msgspec into exactly the objects ``json`` gives;
 * an incremental run on a big tab costs exactly two Sheets requests;
 * the fast JSON encoder writes exactly the bytes ``json`` writes (the watermark's row hash and
   consumers' de-duplication depend on them).
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import tracemalloc
@@ -147,6 +149,26 @@ def test_google_client_docstrings_are_not_built(connections, sheets_server):
         tracemalloc.stop()
     # the client's own docstrings for spreadsheets.get / batchUpdate take ~55 MB at first use
     assert peak < 10_000_000, peak
+
+
+def test_google_client_decodes_with_msgspec_into_what_json_gives(connections, sheets_server):
+    from googleapiclient.model import JsonModel
+
+    from airflow_provider_sheets.hooks.sheets import MsgspecJsonModel
+
+    rows = [["é😀 text", "", "1.5"], ["=1/0", "#REF!", "x" * 50_000]]
+    spreadsheet_id = _sheet(sheets_server, rows)
+    reader = SheetsReader(api_endpoint=connections["api_endpoint"])
+    info = reader.describe(spreadsheet_id, TAB)
+    assert isinstance(reader.hook.get_conn()._model, MsgspecJsonModel)
+    header, pages = reader.read(info, 1)
+    assert header == HEADER
+    assert [row for page in pages for row in page.rows] == rows
+    fast, plain = MsgspecJsonModel(), JsonModel()
+    big = b'{"i": 1' + b"0" * 30 + b"}"  # beyond 64 bits: msgspec refuses, json takes it
+    for body in (b'{"values": [["a", 1.5, 1e16, "\\u00e9"]]}', b"not json", big):
+        assert fast.deserialize(body) == plain.deserialize(body)
+    assert math.isnan(fast.deserialize(b'{"n": NaN}')["n"])
 
 
 def test_incremental_run_on_a_big_tab_costs_two_requests(connections, sheets_server, topic):
