@@ -22,7 +22,7 @@ that a backfill and the live path both published.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from airflow_provider_sheets.errors import SheetsConfigError
 
@@ -128,3 +128,16 @@ def plan_run(
         None,
         prefix + f"{kind} run: the rows after the watermark",
     )
+
+
+def transactional_id(plan: RunPlan, dag_id: str, task_id: str, spreadsheet_id: str, sheet_id: int | str) -> str:
+    """
+    The ``transactional.id`` of an exactly-once run: the same for every attempt of the task on
+    this tab, so a new attempt fences an older one still running; a backfill run (which may run
+    beside other intervals' runs, and leaves the live watermark alone) adds its data interval.
+    """
+    tid = f"sheets-to-kafka.{dag_id}.{task_id}.{spreadsheet_id}.gid{sheet_id}"
+    if plan.mode == INTERVAL and plan.interval is not None:
+        start, end = (moment.astimezone(timezone.utc) for moment in plan.interval)
+        tid += f".{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}"
+    return tid

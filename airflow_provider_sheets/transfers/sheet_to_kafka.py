@@ -24,7 +24,7 @@ from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, Page, SheetI
 from airflow_provider_sheets.kafka import Publisher, read_last_value
 from airflow_provider_sheets.lease import WatermarkLease
 from airflow_provider_sheets.rows import Record, RowMapper, RowMappingError, fingerprint
-from airflow_provider_sheets.runmode import FULL_REFRESH, INCREMENTAL, RunPlan, plan_run
+from airflow_provider_sheets.runmode import FULL_REFRESH, INCREMENTAL, RunPlan, plan_run, transactional_id
 from airflow_provider_sheets.timestamps import FORMS_TIMESTAMP_FORMAT, in_interval, parse_timestamp, sheet_zone
 from airflow_provider_sheets.watermark import Watermark, WatermarkStore, default_watermark_key
 
@@ -295,12 +295,7 @@ class SheetToKafkaOperator(BaseOperator):
         ti = context.get("ti")
         dag_id = str(getattr(ti, "dag_id", None) or self.dag_id)
         if self.delivery == EXACTLY_ONCE:
-            # stable per (dag, task, sheet): a new attempt's init_transactions fences a zombie one;
-            # backfill runs of different intervals may run side by side, so each interval has its own
-            tid = f"sheets-to-kafka.{dag_id}.{self.task_id}.{self.spreadsheet_id}.gid{info.sheet_id}"
-            if plan.interval is not None:
-                tid += f".{plan.interval[0]:%Y%m%dT%H%M%S}-{plan.interval[1]:%Y%m%dT%H%M%S}"
-            self._transactional_id = tid
+            self._transactional_id = transactional_id(plan, dag_id, self.task_id, self.spreadsheet_id, info.sheet_id)
         publisher = self.publisher
         lease = None
         try:

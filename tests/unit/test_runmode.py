@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from airflow_provider_sheets.errors import SheetsConfigError
-from airflow_provider_sheets.runmode import FROM_ROW, FULL_REFRESH, INCREMENTAL, INTERVAL, plan_run
+from airflow_provider_sheets.runmode import FROM_ROW, FULL_REFRESH, INCREMENTAL, INTERVAL, plan_run, transactional_id
 from airflow_provider_sheets.timestamps import in_interval, parse_timestamp, sheet_zone
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
@@ -107,3 +107,19 @@ def test_sheet_zone(name, key):
 )
 def test_in_interval_is_half_open(moment, inside):
     assert in_interval(moment, START, END) is inside
+
+
+def test_transactional_id_is_stable_per_task_and_tab_and_per_interval_for_backfills():
+    def tid(run_type, interval, **options):
+        return transactional_id(plan_run(run_type, interval, **options), "forms", "publish", "1AbC", 0)
+
+    live = "sheets-to-kafka.forms.publish.1AbC.gid0"
+    # every run that moves the live watermark shares one id (the lease keeps them one at a time)
+    assert tid("scheduled", (START, END)) == tid("manual", (None, None)) == live
+    assert tid("manual", None, full_refresh=True) == tid("manual", None, start_row=7) == live
+    # backfills: one id per interval, the same for every attempt of that interval
+    later = (END, datetime(2026, 11, 2, 9, 30, tzinfo=timezone.utc))
+    first = tid("backfill", (START, END))
+    assert first == f"{live}.20261102T090000-20261102T091500"
+    assert first == tid("backfill", (START.astimezone(ZoneInfo("Asia/Seoul")), END))
+    assert tid("backfill", later) not in (first, live)
