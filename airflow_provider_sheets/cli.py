@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument(
         "--key-column", metavar="HEADER", help="a header whose cell becomes the record key (default: the row number)"
     )
+    sheet.add_argument(
+        "--on-drift",
+        choices=("fail", "continue"),
+        default="fail",
+        help="when the last row already published changed (rows inserted, deleted or edited above the position): "
+        "stop (default), or publish the rows after the position as they are now",
+    )
     loop = stream.add_argument_group("loop")
     loop.add_argument(
         "--poll-interval", metavar="SECONDS", type=float, default=5.0, help="seconds between polls (default 5)"
@@ -240,6 +247,7 @@ def stream_command(args: argparse.Namespace) -> int:
         header_row=args.header_row,
         value_render_option=args.value_render_option,
         flush_timeout=args.flush_timeout,
+        on_drift=args.on_drift,
     )
     signal.signal(signal.SIGTERM, stream.stop)
     signal.signal(signal.SIGINT, stream.stop)

@@ -152,3 +152,22 @@ def sender(publisher: Publisher) -> Callable[[Record, list[tuple[str, bytes]]], 
         publisher.send(record.key, record.value, headers)
 
     return emit
+
+
+def row_drift(
+    mapper: RowMapper, row: int, cells: list[Any], expected_hash: str, title: str, mark: str = "watermark"
+) -> str | None:
+    """
+    Explain how ``row`` (the last row already published, whose record hashed to ``expected_hash``)
+    changed, or ``None`` when it maps to the same record: the check that rows above a position
+    were not inserted, deleted or edited, which would shift the rows after it.
+    """
+    mapped = next(iter(mapper.map_rows(row, [cells], errors="yield")), None)
+    now = fingerprint([mapped.value]) if isinstance(mapped, Record) else None
+    if now == expected_hash:
+        return None
+    state = "is now empty" if not isinstance(mapped, Record) else "holds different cells"
+    return (
+        f"row {row} of tab {title!r}, the last row already published, {state}: rows above the {mark} were "
+        f"inserted, deleted or edited, so the rows after it may be shifted."
+    )

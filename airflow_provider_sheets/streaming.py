@@ -35,8 +35,16 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_sheets.core import mapper_for, provenance_headers, publish_pages, sender, watermark_for
+from airflow_provider_sheets.core import (
+    mapper_for,
+    provenance_headers,
+    publish_pages,
+    row_drift,
+    sender,
+    watermark_for,
+)
 from airflow_provider_sheets.errors import (
+    DriftError,
     KafkaConfigError,
     KafkaPublishError,
     SheetNotFoundError,
@@ -46,7 +54,7 @@ from airflow_provider_sheets.errors import (
 )
 from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, SheetInfo, SheetsReader
 from airflow_provider_sheets.kafka import DEFAULT_CONFIG, ENFORCED_CONFIG, Publisher
-from airflow_provider_sheets.rows import RowMapper, RowMappingError
+from airflow_provider_sheets.rows import Record, RowMapper, RowMappingError, fingerprint
 from airflow_provider_sheets.watermark import Watermark
 
 log = logging.getLogger(__name__)
@@ -309,6 +317,10 @@ class SheetStream:
     :param value_render_option: ``FORMATTED_VALUE`` (default), ``UNFORMATTED_VALUE`` or ``FORMULA``.
     :param flush_timeout: seconds to wait for a batch's acknowledgements before backing off.
     :param producer_config: librdkafka settings applied over the connection's.
+    :param on_drift: what to do when the last row already published has changed (rows inserted,
+        deleted or edited above the position): ``"fail"`` (default) stops with
+        :class:`~airflow_provider_sheets.errors.DriftError` before publishing anything more;
+        ``"continue"`` logs a warning and publishes the rows after the position as they are now.
     """
 
     def __init__(
@@ -329,7 +341,10 @@ class SheetStream:
         value_render_option: str = "FORMATTED_VALUE",
         flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
         producer_config: dict[str, Any] | None = None,
+        on_drift: str = "fail",
     ) -> None:
+        if on_drift not in ("fail", "continue"):
+            raise SheetsConfigError(f"on_drift must be 'fail' or 'continue', got {on_drift!r}")
         if poll_interval <= 0:
             raise SheetsConfigError(f"poll_interval must be positive, got {poll_interval!r}")
         if page_size < 1:
@@ -351,6 +366,7 @@ class SheetStream:
         self.value_render_option = value_render_option
         self.flush_timeout = flush_timeout
         self.producer_config = producer_config
+        self.on_drift = on_drift
         self.runner = runner_id()
         self.stats = StreamStats()
         self.positions = PositionStore(self.position_topic, kafka_config_id, flush_timeout)
@@ -360,6 +376,8 @@ class SheetStream:
         self._after_row = header_row
         self._header_hash: str | None = None
         self._last_value = b""
+        #: the record hash of the last row published (row ``_after_row``), for the drift check.
+        self._last_row_hash: str | None = None
         self._describe_due = True
         self._position_dirty = False
         self._saved_row: int | None = None
@@ -423,6 +441,7 @@ class SheetStream:
                 )
             self._after_row = self._saved_row = stored.last_row
             self._header_hash = stored.header_hash
+            self._last_row_hash = stored.last_row_hash
             self._check_grid(self._info)
         log.info(
             "Streaming %r (tab %r, gid %s) into %r from row %s (position %r in %r, %s); polling every %.1f s.",
@@ -579,9 +598,16 @@ class SheetStream:
 
         scan = self._gap_pending and polled_at - self._last_gap_scan >= self._gap_interval
         max_rows = None if scan else self.page_size
+        # the last row published comes back in the same request, to check that it did not move
+        check_row = self._after_row if self._last_row_hash and self._after_row > self.header_row else None
         try:
             header, pages = self.reader.read(
-                info, self._after_row, page_size=self.page_size, header_row=self.header_row, max_rows=max_rows
+                info,
+                self._after_row,
+                page_size=self.page_size,
+                header_row=self.header_row,
+                max_rows=max_rows,
+                check_row=check_row,
             )
         except SheetNotFoundError:
             raise
@@ -591,9 +617,18 @@ class SheetStream:
                 raise
             info = self._describe()
             header, pages = self.reader.read(
-                info, self._after_row, page_size=self.page_size, header_row=self.header_row, max_rows=max_rows
+                info,
+                self._after_row,
+                page_size=self.page_size,
+                header_row=self.header_row,
+                max_rows=max_rows,
+                check_row=check_row,
             )
+        header_before = self._header_hash
         mapper = self._mapper(header, info)
+        if check_row is not None and self._last_row_hash and header_before == mapper.header_hash:
+            # (after a header change the row maps to other field names: that change is logged instead)
+            self._check_drift(mapper, check_row, info)
         static_headers = [
             *provenance_headers(self.spreadsheet_id, info, mapper),
             ("stream.runner", self.runner.encode()),
@@ -619,6 +654,7 @@ class SheetStream:
         last_page = result.last_page
         if last_row is not None:
             self._after_row, self._last_value = last_row, last_value
+            self._last_row_hash = fingerprint([last_value])
             self._header_hash = mapper.header_hash
             self.stats.rows_published += published
             self.stats.batches += 1
@@ -650,6 +686,21 @@ class SheetStream:
             return True
         self._caught_up(polled_at)
         return False
+
+    def _check_drift(self, mapper: RowMapper, row: int, info: SheetInfo) -> None:
+        drift = row_drift(mapper, row, self.reader.checked_row or [], self._last_row_hash, info.title, "position")
+        if drift is None:
+            return
+        if self.on_drift == "fail":
+            raise DriftError(
+                f"{drift} Nothing more was published; the position {self.key!r} in {self.position_topic!r} stays at "
+                f"row {row}. To proceed: check the topic, then restart with --on-drift continue (publish the rows "
+                f"after row {row} as they are now), or produce a tombstone for that key to stream the tab from the "
+                f"start."
+            )
+        log.warning("%s on_drift='continue': publishing the rows after row %s as they are now.", drift, row)
+        mapped = next(iter(mapper.map_rows(row, [self.reader.checked_row or []], errors="yield")), None)
+        self._last_row_hash = fingerprint([mapped.value]) if isinstance(mapped, Record) else None
 
     def _mapper(self, header: list[Any], info: SheetInfo) -> RowMapper:
         mapper = mapper_for(header, self.header_row, info, self.key_column, "--header-row")

@@ -16,6 +16,7 @@ from airflow_provider_sheets.core import (
     mapper_for,
     provenance_headers,
     publish_pages,
+    row_drift,
     sender,
     watermark_for,
 )
@@ -23,7 +24,7 @@ from airflow_provider_sheets.errors import DriftError, SheetsConfigError, Waterm
 from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, Page, SheetInfo, SheetsReader
 from airflow_provider_sheets.kafka import Publisher, read_last_value
 from airflow_provider_sheets.lease import WatermarkLease
-from airflow_provider_sheets.rows import Record, RowMapper, RowMappingError, fingerprint
+from airflow_provider_sheets.rows import Record, RowMapper, RowMappingError
 from airflow_provider_sheets.runmode import FULL_REFRESH, INCREMENTAL, RunPlan, plan_run, transactional_id
 from airflow_provider_sheets.timestamps import FORMS_TIMESTAMP_FORMAT, in_interval, parse_timestamp, sheet_zone
 from airflow_provider_sheets.watermark import Watermark, WatermarkStore, default_watermark_key
@@ -594,14 +595,7 @@ class SheetToKafkaOperator(BaseOperator):
                 f"question was added, renamed or moved, so records would change shape."
             )
         if previous.last_row_hash:
-            mapped = next(iter(mapper.map_rows(previous.last_row, [cells], errors="yield")), None)
-            now = fingerprint([mapped.value]) if isinstance(mapped, Record) else None
-            if now != previous.last_row_hash:
-                state = "is now empty" if not isinstance(mapped, Record) else "holds different cells"
-                return (
-                    f"row {previous.last_row} of tab {info.title!r}, the last row already published, {state}: rows "
-                    f"above the watermark were inserted, deleted or edited, so the rows after it may be shifted."
-                )
+            return row_drift(mapper, previous.last_row, cells, previous.last_row_hash, info.title)
         return None
 
     def _reconcile(self, store: WatermarkStore, previous: Watermark | None) -> Watermark | None:

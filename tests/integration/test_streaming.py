@@ -241,6 +241,48 @@ def test_sigkill_loses_nothing_and_duplicates_only_after_the_saved_position(tmp_
     )
 
 
+def test_rows_changed_above_the_position_stop_the_runner_until_told_to_continue(tmp_path, broker, sheets_server, topic):
+    sid = _new_sheet(sheets_server, 20)
+    args = _runner_args(sid, topic, broker, sheets_server)
+    runner = Runner(tmp_path / "first.log", *args)
+    try:
+        runner.wait_streaming()
+        assert len(consume_all(broker.bootstrap_servers, topic, expected=20)) == 20
+        assert runner.stop() == 0, runner.log[-3000:]
+    finally:
+        if runner.process.poll() is None:
+            runner.process.kill()
+    assert _positions(broker.bootstrap_servers, f"{topic}.position")[-1][1]["last_row"] == 21
+
+    sheets_server.delete_rows(sid, FORMS_TAB, 5, 1)  # row 21, the last one published, now holds another response
+    appended = _append(sheets_server, sid, 3, start=20)
+    assert list(appended) == [21, 22, 23]
+    stopped = Runner(tmp_path / "drift.log", *args)
+    try:
+        assert stopped.process.wait(60) == 2, stopped.log[-3000:]
+    finally:
+        if stopped.process.poll() is None:
+            stopped.process.kill()
+    errors = [line for line in stopped.log.splitlines() if line.startswith("sheets-to-kafka: error:")]
+    assert len(errors) == 1, stopped.log[-3000:]
+    assert "row 21 of tab" in errors[0]
+    assert "holds different cells" in errors[0]
+    assert "rows above the position were inserted, deleted or edited" in errors[0]
+    assert "--on-drift continue" in errors[0]
+    assert len(consume_all(broker.bootstrap_servers, topic)) == 20, "nothing published after the drift"
+
+    resumed = Runner(tmp_path / "continue.log", *args, "--on-drift", "continue")
+    try:
+        resumed.wait_streaming()
+        messages = consume_all(broker.bootstrap_servers, topic, expected=22)
+        assert resumed.stop() == 0, resumed.log[-3000:]
+    finally:
+        if resumed.process.poll() is None:
+            resumed.process.kill()
+    assert sorted(_rows(messages)) == list(range(2, 24)), "rows 22 and 23 as they are now, once each"
+    assert "on_drift='continue'" in resumed.log
+
+
 def test_missing_settings_and_missing_tab_exit_2(tmp_path, broker, sheets_server, topic, capsys):
     from airflow_provider_sheets.cli import main
 
