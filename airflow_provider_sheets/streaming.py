@@ -600,15 +600,9 @@ class SheetStream:
         max_rows = None if scan else self.page_size
         # the last row published comes back in the same request, to check that it did not move
         check_row = self._after_row if self._last_row_hash and self._after_row > self.header_row else None
+        options = {"page_size": self.page_size, "header_row": self.header_row, "max_rows": max_rows}
         try:
-            header, pages = self.reader.read(
-                info,
-                self._after_row,
-                page_size=self.page_size,
-                header_row=self.header_row,
-                max_rows=max_rows,
-                check_row=check_row,
-            )
+            header, pages = self.reader.read(info, self._after_row, check_row=check_row, **options)
         except SheetNotFoundError:
             raise
         except SheetsConfigError:
@@ -616,14 +610,7 @@ class SheetStream:
             if described:
                 raise
             info = self._describe()
-            header, pages = self.reader.read(
-                info,
-                self._after_row,
-                page_size=self.page_size,
-                header_row=self.header_row,
-                max_rows=max_rows,
-                check_row=check_row,
-            )
+            header, pages = self.reader.read(info, self._after_row, check_row=check_row, **options)
         header_before = self._header_hash
         mapper = self._mapper(header, info)
         if check_row is not None and self._last_row_hash and header_before == mapper.header_hash:
