@@ -387,17 +387,14 @@ class Bench:
         self.results: dict[str, dict[str, Any]] = {}
 
     def airflow_env(self, bootstrap: str) -> dict[str, str]:
+        from airflow_provider_sheets.devkit.airflow_home import airflow_env, migrate
+
         home = self.work / "airflow"
         dags = home / "dags"
         dags.mkdir(parents=True)
         (dags / "bench_dags.py").write_text(_DAG_FILE)
         env = {
-            **os.environ,
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            **airflow_env(home, dags),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": self.args.log_level,
             "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps(
                 {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "num_retries": 2}}
@@ -405,11 +402,7 @@ class Bench:
             "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": bootstrap}}),
             "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         }
-        result = subprocess.run(
-            [sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
-        )
-        if result.returncode:
-            raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        migrate(env)
         return env
 
     def child(self, name: str, kind: str, spec: dict[str, Any]) -> dict[str, Any]:

@@ -234,6 +234,7 @@ def _summary(latencies: list[float]) -> dict[str, float]:
 
 
 def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
+    from airflow_provider_sheets.devkit.airflow_home import airflow_env, migrate_command
     from airflow_provider_sheets.devkit.broker import LocalBroker
     from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, as_submitted, forms_rows
     from airflow_provider_sheets.devkit.sheets_server import SheetsServer
@@ -244,17 +245,12 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
     dags.mkdir(parents=True)
     (dags / "latency_batch.py").write_text(DAG_FILE.format(dag_id=BATCH_DAG_ID))
     env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        **airflow_env(home, dags),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     print(f"work dir {work}")
     migrate = subprocess.Popen(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
+        migrate_command(),  # in the background while the broker and the Sheets server start
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -16,10 +16,11 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from airflow_provider_sheets.devkit.airflow_home import airflow_env, migrate
 
 SPREADSHEET_ID = "demo-forms-responses"
 TOPIC = "form-responses"
@@ -33,17 +34,9 @@ def _say(text: str = "") -> None:
 
 def _prepare_airflow(home: Path, dags_folder: Path) -> None:
     """Point Airflow at a temporary home and migrate its SQLite metadata DB (before importing it)."""
-    os.environ["AIRFLOW_HOME"] = str(home)
-    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags_folder)
-    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}"
+    os.environ.update(airflow_env(home, dags_folder))
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    migrate(os.environ)
 
 
 def _run_dag(dags_folder: Path) -> dict:
