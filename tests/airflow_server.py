@@ -207,6 +207,25 @@ class AirflowServer:
         tail = "\n".join(text.splitlines()[-lines:])
         return f"--- last {lines} lines of {self.log_path} ---\n{tail}\n--- end of Airflow log ---"
 
+    def wait_executor_event(self, ti_id: str, timeout: float = 60.0) -> str:
+        """
+        Wait until the scheduler has processed the executor's report of the attempt ``ti_id`` ending.
+
+        A deferring task's worker exits after the task is already ``deferred``; until the scheduler
+        has taken that exit in, a trigger that fires makes Airflow 3.3 mark the resumed attempt
+        failed (apache/airflow#72716). Returns the scheduler's log line.
+        """
+        deadline = time.monotonic() + timeout
+        needle = f"ti_id={ti_id}"
+        while time.monotonic() < deadline:
+            self._check_alive()
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+            for line in text.splitlines():
+                if "TaskInstance Finished:" in line and needle in line:
+                    return line
+            time.sleep(0.5)
+        raise AssertionError(f"no executor event for task instance {ti_id} within {timeout:.0f} s\n{self.log_tail()}")
+
     # -- REST API --------------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, expect: tuple[int, ...] = (200,), **kwargs: Any) -> httpx.Response:

@@ -22,6 +22,12 @@ class SheetNewRowsTrigger(BaseTrigger):
     (:func:`asyncio.to_thread`) and never blocks the triggerer's event loop. The trigger only
     reads: running it twice (a triggerer restart) has no side effects.
 
+    The first poll comes one ``poke_interval`` after the trigger starts: the sensor checked the
+    tab just before it deferred, so an immediate poll would only repeat that request. The wait also
+    keeps the trigger from firing while the scheduler has not yet processed the deferring worker's
+    exit: Airflow 3.3 marks a task failed when that stale "success" arrives after the resumed
+    attempt is already queued or running (apache/airflow#72716).
+
     Events: ``{"status": "success", "count": n, ...}`` once enough rows are there, or
     ``{"status": "error", "message": ..., "error_type": ...}`` on a failure that a later poll
     cannot fix (missing sheet, permission, deleted rows, or quota/server errors
@@ -104,6 +110,7 @@ class SheetNewRowsTrigger(BaseTrigger):
             return
         polls = 0
         while True:
+            await asyncio.sleep(self.poke_interval)
             polls += 1
             try:
                 count = await asyncio.to_thread(probe.poll, self.after_row)
@@ -121,4 +128,3 @@ class SheetNewRowsTrigger(BaseTrigger):
                 self.sheet_name,
                 self.poke_interval,
             )
-            await asyncio.sleep(self.poke_interval)

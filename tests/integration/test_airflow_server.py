@@ -309,6 +309,8 @@ def test_deferrable_sensor_through_the_triggerer(airflow_server, sheets_server, 
         assert state not in ("success", "failed", "up_for_retry"), airflow_server.describe_run(dag_id, run_id)
         time.sleep(0.5)
     assert state == "deferred", airflow_server.describe_run(dag_id, run_id)
+    ti_id = airflow_server.task_instance(dag_id, run_id, "wait_new_rows")["id"]
+    airflow_server.wait_executor_event(ti_id)  # Airflow's own race otherwise: see wait_executor_event
 
     sheets_server.append_rows(spreadsheet_id, FORMS_TAB, forms_rows(2))
     time.sleep(3)  # a few polls: two rows are fewer than min_rows=3

@@ -178,6 +178,18 @@ def test_fires_once_rows_are_appended_after_a_few_polls(server):
     assert {r.kind for r in server.requests} <= READ_KINDS
 
 
+def test_first_poll_waits_one_interval_after_the_sensor_checked(server):
+    """The sensor polled just before deferring: the trigger's first request comes one interval later."""
+    sid = _sheet(server, 5)  # the rows are already there
+    server.reset_stats()
+    started = time.monotonic()
+    event = _first_event(_trigger(server, sid, after_row=1, min_rows=1, poke_interval=1.0))
+    elapsed = time.monotonic() - started
+    assert (event["status"], event["polls"]) == ("success", 1)
+    assert elapsed >= 1.0, f"fired {elapsed:.2f} s after starting, before one poke_interval"
+    assert server.request_count("values.batchGet") == 1
+
+
 def test_waits_for_min_rows_and_counts_only_non_empty_rows(server):
     sid = _sheet(server, 4)  # rows 2..5
     server.append_rows(sid, FORMS_TAB, [forms_rows(1, start=4)[0]])  # row 6
