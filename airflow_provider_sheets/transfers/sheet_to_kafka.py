@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 #: Seconds between progress lines in the task log (and lease renewals).
 PROGRESS_INTERVAL = 10.0
+#: Seconds a checkpoint waits for the records produced so far to be acknowledged (the pipeline
+#: pauses meanwhile, once per ``checkpoint_interval``); a checkpoint that times out is skipped.
+CHECKPOINT_SETTLE = 10.0
 
 AT_LEAST_ONCE = "at_least_once"
 EXACTLY_ONCE = "exactly_once"
@@ -436,13 +439,11 @@ class SheetToKafkaOperator(BaseOperator):
         def after_page(page: Page, page_last: Record | None, progress: PublishResult) -> None:
             if plan.publish:
                 publisher.poll()
-            if checkpoints:
-                publisher.close_batch(page_last)
-                if time.monotonic() >= timers["checkpoint"]:
-                    timers["checkpoint"] = time.monotonic() + self.checkpoint_interval
-                    checkpointed[0] = self._checkpoint(
-                        publisher, store, lease, mapper, info, dag_id, run_id, checkpointed[0]
-                    )
+            if checkpoints and progress.last_row is not None and time.monotonic() >= timers["checkpoint"]:
+                timers["checkpoint"] = time.monotonic() + self.checkpoint_interval
+                checkpointed[0] = self._checkpoint(
+                    publisher, store, lease, mapper, info, dag_id, run_id, progress, checkpointed[0]
+                )
             if time.monotonic() >= timers["progress"]:
                 timers["progress"] = time.monotonic() + PROGRESS_INTERVAL
                 self._log_progress(progress.pages, page.last_row, publisher.produced, started)
@@ -457,7 +458,6 @@ class SheetToKafkaOperator(BaseOperator):
                 sender(publisher) if plan.publish else collect,
                 select=in_window,
                 dead_letter=dead_letter if self.dead_letter_topic else None,
-                before_page=(lambda page: publisher.open_batch()) if checkpoints else None,
                 after_page=after_page,
             )
         except RowMappingError as err:
@@ -556,19 +556,25 @@ class SheetToKafkaOperator(BaseOperator):
     ) -> Watermark:
         return watermark_for(self.spreadsheet_id, info, self.topic, mapper, row, value, dag_id=dag_id, run_id=run_id)
 
-    def _checkpoint(self, publisher, store, lease, mapper, info, dag_id, run_id, done):
-        """At-least-once progress: move the watermark to the last row whose page and all before it are acked."""
-        record = publisher.acked_prefix()
-        if record is None or (done is not None and record.row <= done):
+    def _checkpoint(self, publisher, store, lease, mapper, info, dag_id, run_id, progress, done):
+        """
+        At-least-once progress on a long run: once everything produced so far is acknowledged
+        (waiting up to :data:`CHECKPOINT_SETTLE` seconds), move the watermark to the last row sent.
+        """
+        row, value = progress.last_row, progress.last_value
+        if done is not None and row <= done:
+            return done
+        if not publisher.settle(CHECKPOINT_SETTLE):
+            self.log.info("Checkpoint skipped: rows up to %s are not all acknowledged yet.", row)
             return done
         if lease is not None:
             lease.renew()
         current = store.get()
-        if current is not None and current.last_row >= record.row:
+        if current is not None and current.last_row >= row:
             return done
-        store.set(self._watermark(record.row, record.value, mapper, info, dag_id, run_id))
-        self.log.info("Checkpoint: every row up to %s is acknowledged; watermark moved there.", record.row)
-        return record.row
+        store.set(self._watermark(row, value, mapper, info, dag_id, run_id))
+        self.log.info("Checkpoint: every row up to %s is acknowledged; watermark moved there.", row)
+        return row
 
     @property
     def _state_topic(self) -> str:

@@ -96,6 +96,35 @@ def test_broker_killed_mid_run_then_rerun_loses_nothing(connections, sheets_serv
         own.stop()
 
 
+def test_records_count_as_acknowledged_only_once_the_broker_acknowledged_them(tmp_path, monkeypatch):
+    """A frozen broker acknowledges nothing: settle() (a checkpoint's wait) claims nothing until it thaws."""
+    from airflow_provider_sheets.devkit.broker import LocalBroker
+    from airflow_provider_sheets.kafka import Publisher
+
+    with LocalBroker(log_path=tmp_path / "tansu.log") as own:
+        own.create_topics(["acks"], partitions=3)
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_KAFKA_ACKS",
+            json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": own.bootstrap_servers}}),
+        )
+        publisher = Publisher("acks", "kafka_acks", flush_timeout=30)
+        try:
+            publisher.check_topic()
+            os.kill(own.process.pid, signal.SIGSTOP)
+            try:
+                for row in range(2, 52):
+                    publisher.send(str(row).encode(), b"{}", [("sheets.row", str(row).encode())])
+                assert publisher.settle(1.0) is False, "nothing can be acknowledged by a frozen broker"
+                assert publisher.acked == 0
+            finally:
+                os.kill(own.process.pid, signal.SIGCONT)
+            assert publisher.settle(30.0) is True
+            assert publisher.acked == 50
+        finally:
+            publisher.close()
+        assert _rows_of(consume_all(own.bootstrap_servers, "acks", expected=50)) == list(range(2, 52))
+
+
 def test_sheets_429_and_503_bursts_are_retried(connections, sheets_server, broker, topic):
     sid = _sheet(sheets_server, forms_rows(5))
     sheets_server.fail_next(429, count=1, path_regex="batchGet")
@@ -386,6 +415,9 @@ def test_sigkill_after_publishing_resends_only_the_unacknowledged_tail(connectio
             child.kill()
     checkpoint = get_variable(key)["last_row"]
     assert 1000 <= checkpoint < total + 1, "killed mid-run, after a checkpoint"
+    before = set(_rows_of(consume_all(broker.bootstrap_servers, topic, expected=checkpoint - 1, idle=1.0)))
+    missing = sorted(set(range(2, checkpoint + 1)) - before)
+    assert not missing, f"the checkpoint at row {checkpoint} claimed rows that are not in Kafka: {missing[:10]}"
     time.sleep(3.5)  # the killed run's lease expires (an Airflow retry of the same task takes it over at once)
 
     rerun = run_operator(**kwargs)
