@@ -10,7 +10,9 @@ describe their position with :func:`watermark_for`; they differ only in where th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import gc
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +110,8 @@ def publish_pages(
     """
     result = PublishResult()
     try:
-        _publish(pages, mapper, headers, emit, select, dead_letter, before_page, after_page, result)
+        with bulk_gc():
+            _publish(pages, mapper, headers, emit, select, dead_letter, before_page, after_page, result)
     except RowMappingError as err:
         err.result = result  # type: ignore[attr-defined]
         raise
@@ -143,6 +146,32 @@ def _publish(pages, mapper, headers, emit, select, dead_letter, before_page, aft
             page_last = record
         if after_page is not None:
             after_page(page, page_last, result)
+
+
+#: The cyclic garbage collector's first threshold while pages are published (Python's default: 700).
+GC_THRESHOLD = 50_000
+
+
+@contextmanager
+def bulk_gc() -> Iterator[None]:
+    """
+    Keep Python's cyclic garbage collector from rescanning the process while rows stream through.
+
+    Every page allocates tens of thousands of lists and tuples that reference counting frees, but
+    each 700 allocations trigger a collection, and the older generations hold all of Airflow
+    and its providers (about 200,000 objects): measured on 500,000 rows, collections took a
+    quarter of the run. Inside this block the objects alive at its start are frozen (left out
+    of collections, :func:`gc.freeze`) and collections run every :data:`GC_THRESHOLD`
+    allocations; both are restored at its end. Cycles are still collected, only less often.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def sender(publisher: Publisher) -> Callable[[Record, list[tuple[str, bytes]]], None]:

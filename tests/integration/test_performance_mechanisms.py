@@ -9,11 +9,14 @@
   with msgspec into exactly the objects ``json`` gives;
 * an incremental run on a big tab costs exactly two Sheets requests;
 * the fast JSON encoder writes exactly the bytes ``json`` writes (the watermark's row hash and
-  consumers' de-duplication depend on them).
+  consumers' de-duplication depend on them);
+* while pages are published, the garbage collector leaves the objects that existed before alone
+  and runs less often, and its settings come back afterwards, also after a failure.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import threading
@@ -23,8 +26,9 @@ import uuid
 
 import pytest
 
-from airflow_provider_sheets.hooks.sheets import MAX_PAGE_BYTES, SheetsReader
-from airflow_provider_sheets.rows import Record, RowMapper
+from airflow_provider_sheets.core import GC_THRESHOLD, publish_pages
+from airflow_provider_sheets.hooks.sheets import MAX_PAGE_BYTES, Page, SheetsReader
+from airflow_provider_sheets.rows import Record, RowMapper, RowMappingError
 from tests.helpers import run_operator
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
@@ -213,3 +217,21 @@ def test_fast_encoder_writes_exactly_what_json_writes(header, rows):
         padded = [*cells, *([None] * (len(names) - len(cells)))]
         expected = json.dumps(dict(zip(names, padded, strict=True)), ensure_ascii=False, separators=(",", ":"))
         assert record.value == expected.encode("utf-8")
+
+
+def test_the_collector_is_relaxed_while_publishing_and_restored_after():
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    seen = []
+
+    def emit(record, headers):
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count()))
+
+    mapper = RowMapper(["a", "b"], key_column="a")
+    publish_pages([Page(2, 3, [["1", "x"], ["2", "y"]])], mapper, [], emit)
+    assert [threshold for threshold, _ in seen] == [max(before[0][0], GC_THRESHOLD)] * 2
+    assert all(frozen > before[1] for _, frozen in seen), "the objects alive at the start are frozen"
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+    with pytest.raises(RowMappingError):  # an empty key column fails the run mid-page
+        publish_pages([Page(2, 3, [["1", "x"], ["", "y"]])], mapper, [], emit)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
