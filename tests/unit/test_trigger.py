@@ -63,6 +63,20 @@ def _first_event(trigger: SheetNewRowsTrigger, timeout: float = 20.0) -> dict:
     return asyncio.run(first()).payload
 
 
+def _after_requests(server: SheetsServer, kind: str, count: int, action) -> threading.Thread:
+    """Run ``action`` once the server has answered ``count`` requests of ``kind`` (a poll-exact timer)."""
+
+    def wait_then_act() -> None:
+        deadline = time.monotonic() + 20
+        while server.request_count(kind) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        action()
+
+    thread = threading.Thread(target=wait_then_act, daemon=True)
+    thread.start()
+    return thread
+
+
 def _later(delay: float, action) -> threading.Timer:
     timer = threading.Timer(delay, action)
     timer.start()
@@ -161,18 +175,15 @@ def test_serialize_fills_defaults_and_survives_airflow_serialisation():
 def test_fires_once_rows_are_appended_after_a_few_polls(server):
     sid = _sheet(server, 10)  # rows 2..11, grid of 1000 rows
     server.reset_stats()
-    timer = _later(0.7, lambda: server.append_rows(sid, FORMS_TAB, forms_rows(3, start=10)))
-    try:
-        started = time.monotonic()
-        event = _first_event(_trigger(server, sid, after_row=11, min_rows=3))
-        elapsed = time.monotonic() - started
-    finally:
-        timer.cancel()
+    _after_requests(server, "values.batchGet", 2, lambda: server.append_rows(sid, FORMS_TAB, forms_rows(3, start=10)))
+    started = time.monotonic()
+    event = _first_event(_trigger(server, sid, after_row=11, min_rows=3))
+    elapsed = time.monotonic() - started
     assert event["status"] == "success", event
     assert event["count"] == 3
     assert (event["spreadsheet_id"], event["sheet_name"], event["after_row"]) == (sid, FORMS_TAB, 11)
-    assert event["polls"] >= 3, "the rows came after a few polls"
-    assert elapsed >= 0.7
+    assert event["polls"] == 3, "the rows came after two polls"
+    assert elapsed >= 3 * 0.2, "each poll comes one poke_interval after the previous one (the first too)"
     assert server.request_count("spreadsheets.get") == 1, "the tab is described once"
     assert server.request_count("values.batchGet") == event["polls"], "one values request per poll"
     assert {r.kind for r in server.requests} <= READ_KINDS
@@ -197,11 +208,10 @@ def test_waits_for_min_rows_and_counts_only_non_empty_rows(server):
     event = _first_event(_trigger(server, sid, after_row=5, min_rows=2))
     assert (event["status"], event["count"], event["polls"]) == ("success", 2, 1)
 
-    timer = _later(0.5, lambda: server.append_rows(sid, FORMS_TAB, forms_rows(1, start=6)))
-    try:
-        event = _first_event(_trigger(server, sid, after_row=5, min_rows=3))
-    finally:
-        timer.cancel()
+    asked = server.request_count("values.batchGet")
+    one_more = forms_rows(1, start=6)
+    _after_requests(server, "values.batchGet", asked + 1, lambda: server.append_rows(sid, FORMS_TAB, one_more))
+    event = _first_event(_trigger(server, sid, after_row=5, min_rows=3))
     assert (event["status"], event["count"]) == ("success", 3)
     assert event["polls"] >= 2
 
@@ -215,13 +225,10 @@ def test_count_is_capped_at_the_probe_window(server):
 def test_a_full_grid_is_described_again_and_no_values_are_asked(server):
     sid = _sheet(server, 5, row_count=6)  # the grid ends at the last row, like a Forms sheet
     server.reset_stats()
-    timer = _later(0.7, lambda: server.append_rows(sid, FORMS_TAB, forms_rows(2, start=5)))
-    try:
-        event = _first_event(_trigger(server, sid, after_row=6))
-    finally:
-        timer.cancel()
+    _after_requests(server, "spreadsheets.get", 2, lambda: server.append_rows(sid, FORMS_TAB, forms_rows(2, start=5)))
+    event = _first_event(_trigger(server, sid, after_row=6))
     assert (event["status"], event["count"]) == ("success", 2)
-    assert event["polls"] >= 3
+    assert event["polls"] == 3
     assert server.request_count("values.batchGet") == 1, "values are asked only once the grid has grown"
     assert server.request_count("spreadsheets.get") == event["polls"], "one metadata request per poll"
 
