@@ -119,31 +119,41 @@ def publish_pages(
 
 
 def _publish(pages, mapper, headers, emit, select, dead_letter, before_page, after_page, result) -> None:
+    # the per-row path keeps its state in locals (folded into ``result`` after each page, and
+    # when a row fails it): it runs for every row of a 10M-cell sheet
     errors = "yield" if dead_letter is not None else "raise"
+    row_is_key = mapper.keys_by_row
     for page in pages:
         result.pages += 1
         result.last_page = page
-        result.widest = max(result.widest, max((len(cells) for cells in page.rows), default=0))
+        rows, first = page.rows, page.first_row
+        result.widest = max(result.widest, max(map(len, rows), default=0))
         if before_page is not None:
             before_page(page)
-        page_last: Record | None = None
-        for record in mapper.map_rows(page.first_row, page.rows, errors=errors):
-            if isinstance(record, int):
-                continue
-            cells = page.rows[record.row - page.first_row]
-            if isinstance(record, RowMappingError):
-                result.dead_lettered += 1
-                dead_letter(record, cells)
-                continue
-            result.rows_seen += 1
-            if select is not None and not select(cells, record.row):
-                continue
-            result.selected += 1
-            emit(record, [*headers, ("sheets.row", str(record.row).encode())])
-            if result.first_row is None:
-                result.first_row = record.row
-            result.last_row, result.last_value = record.row, record.value
-            page_last = record
+        page_first = page_last = None
+        seen = selected = 0
+        try:
+            for record in mapper.map_rows(first, rows, errors=errors):
+                if type(record) is not Record:
+                    if isinstance(record, RowMappingError):
+                        result.dead_lettered += 1
+                        dead_letter(record, rows[record.row - first])
+                    continue
+                seen += 1
+                if select is not None and not select(rows[record.row - first], record.row):
+                    continue
+                selected += 1
+                emit(record, [*headers, ("sheets.row", record.key if row_is_key else str(record.row).encode())])
+                if page_first is None:
+                    page_first = record
+                page_last = record
+        finally:
+            result.rows_seen += seen
+            result.selected += selected
+            if page_last is not None:
+                if result.first_row is None:
+                    result.first_row = page_first.row
+                result.last_row, result.last_value = page_last.row, page_last.value
         if after_page is not None:
             after_page(page, page_last, result)
 

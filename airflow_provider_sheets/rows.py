@@ -222,6 +222,11 @@ class RowMapper:
         self._fast = msgspec.json.Encoder().encode if msgspec is not None else None
         self._row_type = self._struct()
 
+    @property
+    def keys_by_row(self) -> bool:
+        """Whether a record's key is its row number (no ``key_column``)."""
+        return self._key_index is None
+
     def _struct(self) -> Any:
         """
         A msgspec struct type with one field per column, encoded under the column's field name:
