@@ -23,10 +23,11 @@ import threading
 import time
 import tracemalloc
 import uuid
+import weakref
 
 import pytest
 
-from airflow_provider_sheets.core import GC_THRESHOLD, publish_pages
+from airflow_provider_sheets.core import GC_PAGES, GC_THRESHOLD, publish_pages
 from airflow_provider_sheets.hooks.sheets import MAX_PAGE_BYTES, Page, SheetsReader
 from airflow_provider_sheets.rows import Record, RowMapper, RowMappingError
 from tests.helpers import run_operator
@@ -235,3 +236,21 @@ def test_the_collector_is_relaxed_while_publishing_and_restored_after():
     with pytest.raises(RowMappingError):  # an empty key column fails the run mid-page
         publish_pages([Page(2, 3, [["1", "x"], ["", "y"]])], mapper, [], emit)
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_cyclic_garbage_made_while_publishing_is_collected_every_few_pages():
+    made: list[weakref.ref] = []
+    alive_at: dict[int, int] = {}
+
+    def emit(record, headers):
+        made.append(weakref.ref(_Cycle()))  # garbage that only the cyclic collector frees
+        alive_at[record.row] = sum(ref() is not None for ref in made)
+
+    pages = [Page(row, row, [[str(row), "x"]]) for row in range(2, 2 + 2 * GC_PAGES)]
+    publish_pages(pages, RowMapper(["a", "b"]), [], emit)
+    assert alive_at[2 + GC_PAGES] == 1, f"the garbage of the first {GC_PAGES} pages was collected"
