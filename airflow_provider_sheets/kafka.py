@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 ENFORCED_CONFIG: dict[str, Any] = {"enable.idempotence": True, "acks": "all"}
 
 #: Settings the :class:`Publisher`'s accounting relies on: a delivery report only for a record that
-#: failed (a report per acknowledged record costs a Python call and a message object each, about a
-#: fifth of the producing CPU); what was acknowledged is known from a complete flush instead.
+#: failed (a report per acknowledged record costs a Python call and a message object each; without
+#: them the operator took 5% less time on 500k rows); what was acknowledged is known from a complete
+#: flush instead.
 ACCOUNTING_CONFIG: dict[str, Any] = {"delivery.report.only.error": True}
 
 #: Throughput defaults; a connection's extra overrides any of them.
