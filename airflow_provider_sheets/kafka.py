@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
 from confluent_kafka import KafkaError, KafkaException
@@ -278,15 +278,21 @@ class Publisher:
             except BufferError:  # the queue is full: serve reports and give the broker threads a moment
                 producer.poll(0.005)
             except KafkaException as err:  # a fatal producer error (e.g. fenced) refuses every produce
-                self.fenced = self.fenced or _is_fencing(err.args[0])
-                self.abort(f"the producer refused a record ({_redact(str(err))})")
+                self._fatal(err, "refused a record")
         self.produced += 1
         if self.error_count:
             self.abort(f"{self.error_count} record(s) failed to deliver while producing")
 
     def poll(self) -> None:
         """Serve delivery reports without blocking."""
-        self.producer.poll(0)
+        try:
+            self.producer.poll(0)
+        except KafkaException as err:  # a fatal producer error (e.g. fenced) surfaces here too
+            self._fatal(err, "failed")
+
+    def _fatal(self, err: KafkaException, what: str) -> NoReturn:
+        self.fenced = self.fenced or _is_fencing(err.args[0])
+        self.abort(f"the producer {what} ({_redact(str(err))})")
 
     def finish(self) -> int:
         """
@@ -298,9 +304,12 @@ class Publisher:
         if not self.produced and not self.in_transaction:
             return 0
         deadline = time.monotonic() + self.flush_timeout
-        remaining = self.producer.flush(self.flush_timeout)
-        while remaining and time.monotonic() < deadline:
-            remaining = self.producer.flush(max(0.1, deadline - time.monotonic()))
+        try:
+            remaining = self.producer.flush(self.flush_timeout)
+            while remaining and time.monotonic() < deadline:
+                remaining = self.producer.flush(max(0.1, deadline - time.monotonic()))
+        except KafkaException as err:
+            self._fatal(err, "failed while flushing")
         if remaining:
             self.abort(f"{remaining} record(s) were still unacknowledged after {self.flush_timeout:.0f} s")
         if self.error_count:
@@ -315,7 +324,7 @@ class Publisher:
             self.in_transaction = False
         return self.acked
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str) -> NoReturn:
         """Purge everything queued or in flight and raise :class:`KafkaPublishError`."""
         producer = self.producer
         self.fenced = _is_fencing(_purge(producer)) or self.fenced
