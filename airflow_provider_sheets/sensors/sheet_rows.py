@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -180,6 +181,7 @@ class SheetNewRowsSensor(BaseSensorOperator):
                 gcp_conn_id=self.gcp_conn_id,
                 api_endpoint=self.api_endpoint or None,
                 watermark_key=self.probe.watermark_key,
+                not_before=time.time() + self.poke_interval,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout),

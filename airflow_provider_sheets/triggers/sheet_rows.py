@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,11 +23,11 @@ class SheetNewRowsTrigger(BaseTrigger):
     (:func:`asyncio.to_thread`) and never blocks the triggerer's event loop. The trigger only
     reads: running it twice (a triggerer restart) has no side effects.
 
-    The first poll comes one ``poke_interval`` after the trigger starts: the sensor checked the
-    tab just before it deferred, so an immediate poll would only repeat that request. The wait also
-    keeps the trigger from firing while the scheduler has not yet processed the deferring worker's
-    exit: Airflow 3.3 marks a task failed when that stale "success" arrives after the resumed
-    attempt is already queued or running (apache/airflow#72716).
+    The first poll waits until ``not_before`` (the sensor sets it one ``poke_interval`` after its
+    own check, so an immediate poll would not just repeat that request); a trigger restarted later
+    than that polls at once. The wait also keeps the trigger from firing while the scheduler has
+    not yet processed the deferring worker's exit: Airflow 3.3 marks a task failed when that stale
+    "success" arrives after the resumed attempt is already queued or running (apache/airflow#72716).
 
     Events: ``{"status": "success", "count": n, ...}`` once enough rows are there, or
     ``{"status": "error", "message": ..., "error_type": ...}`` on a failure that a later poll
@@ -42,6 +43,7 @@ class SheetNewRowsTrigger(BaseTrigger):
     :param gcp_conn_id: the ``google_cloud_platform`` connection.
     :param api_endpoint: a custom Sheets API endpoint.
     :param watermark_key: the watermark Variable's key, named in error messages.
+    :param not_before: the UNIX time of the first poll; ``None`` polls at once.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class SheetNewRowsTrigger(BaseTrigger):
         gcp_conn_id: str = "google_cloud_default",
         api_endpoint: str | None = None,
         watermark_key: str | None = None,
+        not_before: float | None = None,
     ) -> None:
         super().__init__()
         self.spreadsheet_id = spreadsheet_id
@@ -67,6 +70,7 @@ class SheetNewRowsTrigger(BaseTrigger):
         self.gcp_conn_id = gcp_conn_id
         self.api_endpoint = api_endpoint or None
         self.watermark_key = watermark_key
+        self.not_before = not_before
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -81,6 +85,7 @@ class SheetNewRowsTrigger(BaseTrigger):
                 "gcp_conn_id": self.gcp_conn_id,
                 "api_endpoint": self.api_endpoint,
                 "watermark_key": self.watermark_key,
+                "not_before": self.not_before,
             },
         )
 
@@ -109,8 +114,9 @@ class SheetNewRowsTrigger(BaseTrigger):
             yield self._event("error", message=str(err), error_type=type(err).__name__)
             return
         polls = 0
+        if self.not_before is not None:
+            await asyncio.sleep(max(0.0, self.not_before - time.time()))
         while True:
-            await asyncio.sleep(self.poke_interval)
             polls += 1
             try:
                 count = await asyncio.to_thread(probe.poll, self.after_row)
@@ -128,3 +134,4 @@ class SheetNewRowsTrigger(BaseTrigger):
                 self.sheet_name,
                 self.poke_interval,
             )
+            await asyncio.sleep(self.poke_interval)

@@ -315,11 +315,14 @@ def test_deferring_hands_the_watermark_and_the_timeout_to_the_trigger(google, sh
         deferrable=True,
     )
     sheets_server.reset_stats()
+    checked = time.time()
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({})
     assert (deferred.value.method_name, deferred.value.timeout) == ("execute_complete", timedelta(seconds=600))
     classpath, kwargs = deferred.value.trigger.serialize()
     assert classpath == "airflow_provider_sheets.triggers.sheet_rows.SheetNewRowsTrigger"
+    not_before = kwargs.pop("not_before")
+    assert checked + 45 <= not_before <= time.time() + 45, "the first poll one poke_interval after the check"
     assert kwargs == {
         "spreadsheet_id": sid,
         "sheet_name": FORMS_TAB,  # the first tab, resolved in the worker

@@ -144,6 +144,7 @@ def test_serialize_round_trips():
         "gcp_conn_id": "sheets",
         "api_endpoint": "http://127.0.0.1:8085",
         "watermark_key": "wm",
+        "not_before": 1_795_000_000.5,
     }
     classpath, serialized = SheetNewRowsTrigger(**kwargs).serialize()
     assert (classpath, serialized) == (CLASSPATH, kwargs)
@@ -183,22 +184,28 @@ def test_fires_once_rows_are_appended_after_a_few_polls(server):
     assert event["count"] == 3
     assert (event["spreadsheet_id"], event["sheet_name"], event["after_row"]) == (sid, FORMS_TAB, 11)
     assert event["polls"] == 3, "the rows came after two polls"
-    assert elapsed >= 3 * 0.2, "each poll comes one poke_interval after the previous one (the first too)"
+    assert elapsed >= 2 * 0.2, "each poll comes one poke_interval after the previous one"
     assert server.request_count("spreadsheets.get") == 1, "the tab is described once"
     assert server.request_count("values.batchGet") == event["polls"], "one values request per poll"
     assert {r.kind for r in server.requests} <= READ_KINDS
 
 
-def test_first_poll_waits_one_interval_after_the_sensor_checked(server):
-    """The sensor polled just before deferring: the trigger's first request comes one interval later."""
+def test_first_poll_waits_until_not_before_and_a_late_restart_polls_at_once(server):
+    """The sensor polled just before deferring and asks for the first poll one interval later."""
     sid = _sheet(server, 5)  # the rows are already there
     server.reset_stats()
     started = time.monotonic()
-    event = _first_event(_trigger(server, sid, after_row=1, min_rows=1, poke_interval=1.0))
+    trigger = _trigger(server, sid, after_row=1, poke_interval=30.0, not_before=time.time() + 1.0)
+    event = _first_event(trigger)
     elapsed = time.monotonic() - started
     assert (event["status"], event["polls"]) == ("success", 1)
-    assert elapsed >= 1.0, f"fired {elapsed:.2f} s after starting, before one poke_interval"
+    assert elapsed >= 0.95, f"fired {elapsed:.2f} s after starting, before not_before"
     assert server.request_count("values.batchGet") == 1
+
+    started = time.monotonic()  # the same trigger restarted (by the triggerer) after its not_before
+    event = _first_event(SheetNewRowsTrigger(**trigger.serialize()[1]))
+    assert event["status"] == "success"
+    assert time.monotonic() - started < 5.0, "a restart after not_before does not wait another interval"
 
 
 def test_waits_for_min_rows_and_counts_only_non_empty_rows(server):
