@@ -176,18 +176,25 @@ def bulk_gc() -> Iterator[None]:
     and its providers (about 200,000 objects): measured on 500,000 rows, collections took a
     quarter of the run. Inside this block the objects alive at its start are frozen (left out
     of collections, :func:`gc.freeze`) and collections run every :data:`GC_THRESHOLD`
-    allocations; both are restored at its end. Cycles are still collected: :func:`publish_pages`
-    also runs a full collection every :data:`GC_PAGES` pages, which only looks at what was created
-    since the block began, so the peak memory does not grow with the number of pages.
+    allocations. Cycles are still collected: :func:`publish_pages` runs a full collection every
+    :data:`GC_PAGES` pages and this block one at its end, each looking only at what was created
+    since the block began, so the peak memory does not grow with the number of pages. At the end
+    the threshold is restored and the objects are unfrozen, unless some were frozen before the
+    block (Airflow freezes its objects before it forks workers): those, and the ones frozen here,
+    then stay frozen.
     """
     thresholds = gc.get_threshold()
+    thaw = gc.get_freeze_count() == 0  # objects someone else froze (Airflow, before forking) stay frozen
     gc.freeze()
-    gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
+    if thresholds[0]:  # 0: collections are off, and stay off
+        gc.set_threshold(max(thresholds[0], GC_THRESHOLD), *thresholds[1:])
     try:
         yield
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        gc.collect()  # the cyclic garbage made inside the block (frozen objects are not scanned)
+        if thaw:
+            gc.unfreeze()
 
 
 def sender(publisher: Publisher) -> Callable[[Record, list[tuple[str, bytes]]], None]:

@@ -254,3 +254,20 @@ def test_cyclic_garbage_made_while_publishing_is_collected_every_few_pages():
     pages = [Page(row, row, [[str(row), "x"]]) for row in range(2, 2 + 2 * GC_PAGES)]
     publish_pages(pages, RowMapper(["a", "b"]), [], emit)
     assert alive_at[2 + GC_PAGES] == 1, f"the garbage of the first {GC_PAGES} pages was collected"
+
+
+def test_objects_frozen_before_publishing_stay_frozen_and_disabled_collection_stays_off():
+    mapper = RowMapper(["a", "b"])
+    pages = [Page(2, 2, [["1", "x"]])]
+    thresholds = gc.get_threshold()
+    gc.freeze()  # as Airflow does before it forks its workers
+    try:
+        frozen = gc.get_freeze_count()
+        publish_pages(pages, mapper, [], lambda record, headers: None)
+        assert gc.get_freeze_count() >= frozen, "what was frozen before stays frozen"
+        gc.set_threshold(0)
+        publish_pages(pages, mapper, [], lambda record, headers: None)
+        assert gc.get_threshold()[0] == 0, "collections switched off stay off"
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
