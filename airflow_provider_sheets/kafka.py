@@ -314,7 +314,6 @@ class Publisher:
             self.abort(f"{remaining} record(s) were still unacknowledged after {self.flush_timeout:.0f} s")
         if self.error_count:
             self.abort(f"{self.error_count} record(s) failed to deliver")
-        self.acked = self.produced
         if self.in_transaction:
             try:
                 self.producer.commit_transaction(self.flush_timeout)
@@ -322,6 +321,7 @@ class Publisher:
                 self.fenced = self.fenced or _is_fencing(err.args[0])
                 self.abort(f"the transaction did not commit ({_redact(str(err))})")
             self.in_transaction = False
+        self.acked = self.produced  # every record delivered (and, in a transaction, committed)
         return self.acked
 
     def abort(self, reason: str) -> NoReturn:
