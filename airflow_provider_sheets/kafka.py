@@ -318,8 +318,7 @@ class Publisher:
             try:
                 self.producer.commit_transaction(self.flush_timeout)
             except KafkaException as err:
-                self.fenced = self.fenced or _is_fencing(err.args[0])
-                self.abort(f"the transaction did not commit ({_redact(str(err))})")
+                self._fatal(err, "did not commit the transaction")
             self.in_transaction = False
         self.acked = self.produced  # every record delivered (and, in a transaction, committed)
         return self.acked
