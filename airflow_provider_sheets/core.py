@@ -93,8 +93,7 @@ def publish_pages(
     *,
     select: Callable[[list[Any], int], bool] | None = None,
     dead_letter: Callable[[RowMappingError, list[Any]], None] | None = None,
-    before_page: Callable[[Page], None] | None = None,
-    after_page: Callable[[Page, Record | None, PublishResult], None] | None = None,
+    after_page: Callable[[Page, PublishResult], None] | None = None,
 ) -> PublishResult:
     """
     Map every non-empty row of ``pages`` and hand each record to ``emit`` with its headers.
@@ -103,22 +102,21 @@ def publish_pages(
     :param select: keeps a row or not, from its cells and row number (a backfill's interval).
     :param dead_letter: takes a row that cannot be mapped; without it the
         :class:`RowMappingError` propagates.
-    :param before_page: called before a page's rows (e.g. to open an acknowledgement batch).
-    :param after_page: called after each page with its last emitted record.
+    :param after_page: called after each page with the result so far.
     :raises RowMappingError: without ``dead_letter``; its ``result`` attribute tells what was
         emitted before the row.
     """
     result = PublishResult()
     try:
         with bulk_gc():
-            _publish(pages, mapper, headers, emit, select, dead_letter, before_page, after_page, result)
+            _publish(pages, mapper, headers, emit, select, dead_letter, after_page, result)
     except RowMappingError as err:
         err.result = result  # type: ignore[attr-defined]
         raise
     return result
 
 
-def _publish(pages, mapper, headers, emit, select, dead_letter, before_page, after_page, result) -> None:
+def _publish(pages, mapper, headers, emit, select, dead_letter, after_page, result) -> None:
     # the per-row path keeps its state in locals (folded into ``result`` after each page, and
     # when a row fails it): it runs for every row of a 10M-cell sheet
     errors = "yield" if dead_letter is not None else "raise"
@@ -128,8 +126,6 @@ def _publish(pages, mapper, headers, emit, select, dead_letter, before_page, aft
         result.last_page = page
         rows, first = page.rows, page.first_row
         result.widest = max(result.widest, max(map(len, rows), default=0))
-        if before_page is not None:
-            before_page(page)
         page_first = page_last = None
         seen = selected = 0
         try:
@@ -157,7 +153,7 @@ def _publish(pages, mapper, headers, emit, select, dead_letter, before_page, aft
         if not result.pages % GC_PAGES:
             gc.collect()  # only what was created since bulk_gc() began: cyclic garbage stays bounded
         if after_page is not None:
-            after_page(page, page_last, result)
+            after_page(page, result)
 
 
 #: The cyclic garbage collector's first threshold while pages are published (Python's default: 700).
@@ -206,6 +202,12 @@ def sender(publisher: Publisher) -> Callable[[Record, list[tuple[str, bytes]]], 
     return emit
 
 
+def row_hash(mapper: RowMapper, row: int, cells: list[Any]) -> str | None:
+    """The hash a position keeps of its last row's record (``None``: the row maps to no record)."""
+    mapped = next(iter(mapper.map_rows(row, [cells], errors="yield")), None)
+    return fingerprint([mapped.value]) if isinstance(mapped, Record) else None
+
+
 def row_drift(
     mapper: RowMapper, row: int, cells: list[Any], expected_hash: str, title: str, mark: str = "watermark"
 ) -> str | None:
@@ -214,11 +216,10 @@ def row_drift(
     changed, or ``None`` when it maps to the same record: the check that rows above a position
     were not inserted, deleted or edited, which would shift the rows after it.
     """
-    mapped = next(iter(mapper.map_rows(row, [cells], errors="yield")), None)
-    now = fingerprint([mapped.value]) if isinstance(mapped, Record) else None
+    now = row_hash(mapper, row, cells)
     if now == expected_hash:
         return None
-    state = "is now empty" if not isinstance(mapped, Record) else "holds different cells"
+    state = "is now empty" if now is None else "holds different cells"
     return (
         f"row {row} of tab {title!r}, the last row already published, {state}: rows above the {mark} were "
         f"inserted, deleted or edited, so the rows after it may be shifted."

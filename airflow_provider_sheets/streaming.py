@@ -40,6 +40,7 @@ from airflow_provider_sheets.core import (
     provenance_headers,
     publish_pages,
     row_drift,
+    row_hash,
     sender,
     watermark_for,
 )
@@ -54,7 +55,7 @@ from airflow_provider_sheets.errors import (
 )
 from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, SheetInfo, SheetsReader
 from airflow_provider_sheets.kafka import DEFAULT_CONFIG, ENFORCED_CONFIG, Publisher
-from airflow_provider_sheets.rows import Record, RowMapper, RowMappingError, fingerprint
+from airflow_provider_sheets.rows import RowMapper, RowMappingError, fingerprint
 from airflow_provider_sheets.watermark import Watermark
 
 log = logging.getLogger(__name__)
@@ -629,7 +630,7 @@ class SheetStream:
                 mapper,
                 static_headers,
                 sender(publisher),
-                after_page=lambda page, last, progress: publisher.poll(),
+                after_page=lambda page, progress: publisher.poll(),
             )
         except RowMappingError as err:
             # the rows before it are produced: publish them and keep their position, then stop
@@ -686,8 +687,7 @@ class SheetStream:
                 f"start."
             )
         log.warning("%s on_drift='continue': publishing the rows after row %s as they are now.", drift, row)
-        mapped = next(iter(mapper.map_rows(row, [self.reader.checked_row or []], errors="yield")), None)
-        self._last_row_hash = fingerprint([mapped.value]) if isinstance(mapped, Record) else None
+        self._last_row_hash = row_hash(mapper, row, self.reader.checked_row or [])
 
     def _mapper(self, header: list[Any], info: SheetInfo) -> RowMapper:
         mapper = mapper_for(header, self.header_row, info, self.key_column, "--header-row")

@@ -436,7 +436,7 @@ class SheetToKafkaOperator(BaseOperator):
             if plan.publish:
                 self._dead_letter(error, cells, static_headers)
 
-        def after_page(page: Page, page_last: Record | None, progress: PublishResult) -> None:
+        def after_page(page: Page, progress: PublishResult) -> None:
             if plan.publish:
                 publisher.poll()
             if checkpoints and progress.last_row is not None and time.monotonic() >= timers["checkpoint"]:
