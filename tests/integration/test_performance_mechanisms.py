@@ -266,7 +266,9 @@ def test_objects_frozen_before_publishing_stay_frozen_and_disabled_collection_st
         publish_pages(pages, mapper, [], lambda record, headers: None)
         assert gc.get_freeze_count() >= frozen, "what was frozen before stays frozen"
         gc.set_threshold(0)
-        publish_pages(pages, mapper, [], lambda record, headers: None)
+        during = []
+        publish_pages(pages, mapper, [], lambda record, headers: during.append(gc.get_threshold()[0]))
+        assert during == [0], "collections switched off stay off while publishing"
         assert gc.get_threshold()[0] == 0, "collections switched off stay off"
     finally:
         gc.set_threshold(*thresholds)
