@@ -19,6 +19,7 @@ from typing import Any
 from airflow_provider_sheets.errors import HeaderError, SheetsConfigError
 from airflow_provider_sheets.hooks.sheets import Page, SheetInfo
 from airflow_provider_sheets.kafka import Publisher
+from airflow_provider_sheets.mapping_process import MappingProcessHooks, publish_from_child
 from airflow_provider_sheets.rows import Record, RowMapper, RowMappingError, fingerprint
 from airflow_provider_sheets.watermark import Watermark
 
@@ -84,6 +85,18 @@ class PublishResult:
     last_page: Page | None = None
     widest: int = 0
 
+    def counts(self) -> tuple[Any, ...]:
+        """Everything but :attr:`last_page`, as a tuple (what the mapping process sends)."""
+        return tuple(getattr(self, name) for name in _COUNTS)
+
+    def adopt_counts(self, counts: tuple[Any, ...]) -> None:
+        """Take the values :meth:`counts` gave (in the task process)."""
+        for name, value in zip(_COUNTS, counts, strict=True):
+            setattr(self, name, value)
+
+
+_COUNTS = tuple(name for name in PublishResult.__dataclass_fields__ if name != "last_page")
+
 
 def publish_pages(
     pages: Iterable[Page],
@@ -94,6 +107,7 @@ def publish_pages(
     select: Callable[[list[Any], int], bool] | None = None,
     dead_letter: Callable[[RowMappingError, list[Any]], None] | None = None,
     after_page: Callable[[Page, PublishResult], None] | None = None,
+    mapping_process: MappingProcessHooks | None = None,
 ) -> PublishResult:
     """
     Map every non-empty row of ``pages`` and hand each record to ``emit`` with its headers.
@@ -103,13 +117,22 @@ def publish_pages(
     :param dead_letter: takes a row that cannot be mapped; without it the
         :class:`RowMappingError` propagates.
     :param after_page: called after each page with the result so far.
+    :param mapping_process: read and map the pages in a forked process (see
+        :mod:`airflow_provider_sheets.mapping_process`), while this one only emits: ``pages`` must
+        not have been started yet. ``select`` then runs in that process; ``emit``, ``dead_letter``
+        and ``after_page`` run here, in the same order as without it, and
+        :attr:`PublishResult.last_page` keeps the page's row numbers but not its rows.
     :raises RowMappingError: without ``dead_letter``; its ``result`` attribute tells what was
         emitted before the row.
     """
     result = PublishResult()
     try:
         with bulk_gc():
-            _publish(pages, mapper, headers, emit, select, dead_letter, after_page, result)
+            if mapping_process is not None:
+                args = (pages, mapper, headers, emit, select, dead_letter, after_page, result)
+                publish_from_child(*args, mapping_process)
+            else:
+                _publish(pages, mapper, headers, emit, select, dead_letter, after_page, result)
     except RowMappingError as err:
         err.result = result  # type: ignore[attr-defined]
         raise
@@ -139,7 +162,10 @@ def _publish(pages, mapper, headers, emit, select, dead_letter, after_page, resu
                 if select is not None and not select(rows[record.row - first], record.row):
                     continue
                 selected += 1
-                emit(record, [*headers, ("sheets.row", record.key if row_is_key else str(record.row).encode())])
+                if headers is None:  # the mapping process: the task process adds them
+                    emit(record, None)
+                else:
+                    emit(record, [*headers, ("sheets.row", record.key if row_is_key else str(record.row).encode())])
                 if page_first is None:
                     page_first = record
                 page_last = record

@@ -45,6 +45,9 @@ class RowMappingError(ValueError):
         self.row = row
         self.reason = reason
 
+    def __reduce__(self):  # pickled by the mapping process (the message alone would not rebuild it)
+        return type(self), (self.row, self.reason)
+
 
 def column_letter(index: int) -> str:
     """
@@ -243,6 +246,12 @@ class RowMapper:
             )
         except (ValueError, TypeError):
             return None
+
+    def adopt_fields(self, fields: list[str]) -> None:
+        """Take the fields another copy of this mapper (the mapping process's) widened to."""
+        self.fields = list(fields)
+        self._width = len(self.fields)
+        self._row_type = self._struct()
 
     def _fields_for(self, length: int) -> list[str]:
         if length > self._width:

@@ -194,8 +194,48 @@ def _peak_rss_mb() -> float:
 
 
 def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """This process's CPU time, plus that of its children that ended (the mapping process)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+class _ChildMemory:
+    """
+    The peak memory that this process's child processes (the operator's mapping process) hold
+    alone: their USS (unique set size), sampled every 0.1 s. A forked child's RSS would also count
+    the pages it still shares with its parent, which are already in the parent's RSS.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="bench-child-memory", daemon=True)
+
+    def __enter__(self) -> _ChildMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(0.1):
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_full_info().uss
+                except psutil.Error:  # ended between listing and reading
+                    continue
+            self.peak_mb = max(self.peak_mb, total / 2**20)
 
 
 def _child_raw(spec: dict[str, Any]) -> dict[str, Any]:
@@ -365,8 +405,10 @@ def child_main(kind: str, spec: dict[str, Any], result_path: str) -> None:
         import airflow_provider_sheets.transfers.sheet_to_kafka  # noqa: F401
     rss_before = _peak_rss_mb()
     cpu_before = _cpu_seconds()
-    result = _CHILDREN[kind](spec)
+    with _ChildMemory() as children:
+        result = _CHILDREN[kind](spec)
     result["cpu_seconds"] = round(_cpu_seconds() - cpu_before, 2)
+    result["children_peak_uss_mb"] = round(children.peak_mb, 1)
     result["rss_after_imports_mb"] = round(rss_before, 1)
     result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     Path(result_path).write_text(json.dumps(result))
@@ -385,6 +427,18 @@ class Bench:
         self.logs.mkdir()
         self.env: dict[str, str] = {}
         self.results: dict[str, dict[str, Any]] = {}
+        #: the helper processes (Sheets server, broker) whose CPU time each path is charged with
+        self.helpers: dict[str, int] = {}
+
+    def helper_cpu(self) -> dict[str, float]:
+        """CPU seconds (user + system) each helper process has used so far."""
+        import psutil
+
+        out = {}
+        for name, pid in self.helpers.items():
+            times = psutil.Process(pid).cpu_times()
+            out[name] = times.user + times.system
+        return out
 
     def airflow_env(self, bootstrap: str) -> dict[str, str]:
         from airflow_provider_sheets.devkit.airflow_home import airflow_env, migrate
@@ -409,6 +463,7 @@ class Bench:
         result_path = self.work / f"{name}.json"
         log_path = self.logs / f"{name}.log"
         print(f"  {name} …", end="", flush=True)
+        helpers_before = self.helper_cpu()
         with open(log_path, "wb") as log:
             proc = subprocess.run(
                 [sys.executable, __file__, "--child", kind, "--spec", json.dumps(spec), "--result", str(result_path)],
@@ -422,6 +477,9 @@ class Bench:
             tail = log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{name} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
         result = json.loads(result_path.read_text())
+        result["helper_cpu_seconds"] = {
+            helper: round(seconds - helpers_before[helper], 2) for helper, seconds in self.helper_cpu().items()
+        }
         result["rows_per_s"] = round(result["rows"] / result["seconds"], 1) if result["seconds"] else None
         self.results[name] = result
         print(
@@ -461,6 +519,7 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> di
     print(f"starting broker and Sheets server ({args.rows} + {small_rows} rows × {args.cols} cols) …", flush=True)
     with LocalBroker(log_path=work / "tansu.log") as broker:
         server = SheetsServerProcess(args.rows, small_rows, args.cols)
+        bench.helpers = {"server": server.process.pid, "broker": broker.process.pid}
         try:
             bench.env = bench.airflow_env(broker.bootstrap_servers)
             base = {"cols": args.cols, "api_endpoint": server.url, "bootstrap": broker.bootstrap_servers}
@@ -541,7 +600,8 @@ def summarize(args: argparse.Namespace, results: dict[str, Any], command: str) -
     noop = rss("noop")
     for result in results.values():
         if noop and "peak_rss_mb" in result:
-            result["rss_over_noop_mb"] = round(result["peak_rss_mb"] - noop, 1)
+            # the task process over the no-op task's, plus what its mapping process held alone
+            result["rss_over_noop_mb"] = round(result["peak_rss_mb"] - noop + result.get("children_peak_uss_mb", 0), 1)
         result["vs_raw"] = _ratio(result.get("rows_per_s"), rps("raw"))
         result["vs_hook_async"] = _ratio(result.get("rows_per_s"), rps("hook_async"))
     checks: dict[str, Any] = {}
@@ -579,9 +639,9 @@ def markdown(report: dict[str, Any]) -> str:
         report["command"],
         "```",
         "",
-        "| path | rows | seconds | rows/s | × raw | × hook async | CPU s | peak RSS MB | RSS over no-op MB "
-        "| Sheets requests |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| path | rows | seconds | rows/s | × raw | × hook async | CPU s | server CPU s | broker CPU s "
+        "| peak RSS MB | child USS MB | RSS over no-op MB | Sheets requests |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def cell(value: Any, fmt: str = "{}") -> str:
@@ -589,10 +649,12 @@ def markdown(report: dict[str, Any]) -> str:
 
     for name, r in report["results"].items():
         requests = r.get("server", {}).get("requests", r.get("sheets_requests"))
+        helpers = r.get("helper_cpu_seconds", {})
         lines.append(
             f"| {name} | {r['rows']:,} | {r['seconds']:.2f} | {cell(r.get('rows_per_s'), '{:,.0f}')} | "
             f"{cell(r.get('vs_raw'))} | {cell(r.get('vs_hook_async'))} | {cell(r.get('cpu_seconds'))} | "
-            f"{r['peak_rss_mb']:.0f} | "
+            f"{cell(helpers.get('server'))} | {cell(helpers.get('broker'))} | {r['peak_rss_mb']:.0f} | "
+            f"{cell(r.get('children_peak_uss_mb'), '{:.0f}')} | "
             f"{cell(r.get('rss_over_noop_mb'), '{:.0f}')} | {cell(requests)} |"
         )
     lines += ["", "| check | measured |", "| --- | ---: |"]
@@ -603,7 +665,11 @@ def markdown(report: dict[str, Any]) -> str:
         + ", ".join(f"{x:.2f}" for x in report["machine"]["load_avg_at_end"])
         + ". Seconds are measured inside the task (the operator's `execute` summary; the hook path from "
         "`get_values` to the final flush; raw from the first produce to the final flush). Peak RSS is the "
-        "child process's `ru_maxrss`; the Sheets server runs in its own process and is not counted.",
+        "child process's `ru_maxrss`; child USS is the peak memory its own children (the operator's mapping "
+        "process) held alone, added to RSS over no-op; the Sheets server runs in its own process and is not "
+        "counted. CPU s is the child's own and its children's (every thread, Airflow's start included); server "
+        "and broker CPU s are what the Sheets server and the broker used while the path ran: all of them share "
+        "the machine's cores.",
         "",
     ]
     return "\n".join(lines)

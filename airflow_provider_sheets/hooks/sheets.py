@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -118,6 +119,22 @@ class SheetsReader:
                 return func(**kwargs)
         except HttpError as err:
             raise SheetsAccessError.from_http_error(err, what, spreadsheet_id, self._account()) from None
+
+    def after_fork(self) -> None:
+        """
+        In a forked child: forget the HTTP connections inherited from the parent (closing only this
+        process's descriptors; the parent's connections stay open) so that each process talks over
+        its own.
+        """
+        self._lock = threading.Lock()
+        service = getattr(self.hook, "_conn", None)
+        http = getattr(service, "_http", None)
+        connections = getattr(getattr(http, "http", http), "connections", None)
+        if isinstance(connections, dict):
+            for connection in list(connections.values()):
+                with contextlib.suppress(Exception):
+                    connection.close()
+            connections.clear()
 
     def _account(self) -> str | None:
         """The service account's e-mail (never its key), to say whom to share the sheet with."""

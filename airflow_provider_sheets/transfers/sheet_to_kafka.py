@@ -24,6 +24,8 @@ from airflow_provider_sheets.errors import DriftError, SheetsConfigError, Waterm
 from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, Page, SheetInfo, SheetsReader
 from airflow_provider_sheets.kafka import Publisher, read_last_value
 from airflow_provider_sheets.lease import WatermarkLease
+from airflow_provider_sheets.mapping_process import MappingProcessHooks
+from airflow_provider_sheets.mapping_process import available as mapping_process_available
 from airflow_provider_sheets.rows import Record, RowMapper, RowMappingError
 from airflow_provider_sheets.runmode import FULL_REFRESH, INCREMENTAL, RunPlan, plan_run, transactional_id
 from airflow_provider_sheets.timestamps import FORMS_TIMESTAMP_FORMAT, in_interval, parse_timestamp, sheet_zone
@@ -156,6 +158,9 @@ class SheetToKafkaOperator(BaseOperator):
     :param dead_letter_topic: where rows that cannot be mapped go (with the reason in the
         ``sheets.error`` header); without it such a row fails the run. Templated.
     :param checkpoint_interval: seconds between at-least-once watermark checkpoints on long runs.
+    :param mapping_process: read and map the rows in a process forked from the task's (``None``,
+        the default: on Linux), so that reading, mapping and producing use two cores; ``False``
+        keeps everything in the task process.
     """
 
     template_fields: Sequence[str] = (
@@ -207,6 +212,7 @@ class SheetToKafkaOperator(BaseOperator):
         on_drift: str = "fail",
         dead_letter_topic: str | None = None,
         checkpoint_interval: float = 60.0,
+        mapping_process: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -238,6 +244,7 @@ class SheetToKafkaOperator(BaseOperator):
         self.on_drift = on_drift
         self.dead_letter_topic = dead_letter_topic
         self.checkpoint_interval = checkpoint_interval
+        self.mapping_process = mapping_process
 
     @cached_property
     def reader(self) -> SheetsReader:
@@ -459,6 +466,7 @@ class SheetToKafkaOperator(BaseOperator):
                 select=in_window,
                 dead_letter=dead_letter if self.dead_letter_topic else None,
                 after_page=after_page,
+                mapping_process=self._mapping_process(),
             )
         except RowMappingError as err:
             message = (
@@ -550,6 +558,16 @@ class SheetToKafkaOperator(BaseOperator):
             watermark_after,
         )
         return summary
+
+    def _mapping_process(self) -> MappingProcessHooks | None:
+        if self.mapping_process is False or not mapping_process_available():
+            return None
+        reader = self.reader
+        return MappingProcessHooks(
+            after_fork=reader.after_fork,
+            child_state=lambda: reader.requests,
+            adopt_state=lambda requests: setattr(reader, "requests", requests),
+        )
 
     def _watermark(
         self, row: int, value: bytes, mapper: RowMapper, info: SheetInfo, dag_id: str, run_id: str

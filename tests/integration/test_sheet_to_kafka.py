@@ -75,21 +75,33 @@ def test_new_rows_then_appended_rows_then_nothing(connections, sheets_server, br
     assert result.summary["sheets_requests"] == 2
 
 
-def test_gaps_half_filled_pages_and_empty_pages_lose_nothing(connections, sheets_server, broker, topic):
+@pytest.mark.parametrize("mapping_process", [None, False], ids=["mapping-process", "one-process"])
+def test_gaps_half_filled_pages_and_empty_pages_lose_nothing(
+    connections, sheets_server, broker, topic, mapping_process
+):
     data = forms_rows(12)
     # rows 2..13 hold: 3 rows, 6 empty rows (a whole empty page at page_size 4), then the rest
     rows = [*data[:3], *([[]] * 6), *data[3:]]
     sid = _new_sheet(sheets_server, rows)
-    result = run_operator(spreadsheet_id=sid, topic=topic, api_endpoint=connections["api_endpoint"], page_size=4)
+    kwargs = {
+        "spreadsheet_id": sid,
+        "topic": topic,
+        "api_endpoint": connections["api_endpoint"],
+        "page_size": 4,
+        "mapping_process": mapping_process,
+    }
+    sheets_server.reset_stats()
+    result = run_operator(**kwargs)
     assert result.state == "success"
     got = consume_all(broker.bootstrap_servers, topic)
     assert [m.row for m in got] == [2, 3, 4, *range(11, 20)]
+    assert [m.value for m in got] == [_expected_value(r) for r in data]
     assert result.summary["empty_rows_skipped"] == 6
     assert result.summary["last_row"] == 19
+    assert result.summary["sheets_requests"] == sheets_server.request_count(), "requests made by either process"
 
     # a half-filled last page is not skipped when it fills up later
     sheets_server.append_rows(sid, FORMS_TAB, forms_rows(1, start=50))
-    kwargs = {"spreadsheet_id": sid, "topic": topic, "api_endpoint": connections["api_endpoint"], "page_size": 4}
     assert run_operator(**kwargs).state == "success"
     sheets_server.append_rows(sid, FORMS_TAB, forms_rows(2, start=51))
     result = run_operator(**kwargs)

@@ -1,0 +1,218 @@
+"""
+Read and map a tab's pages in a forked process, while the task process only produces.
+
+In one process the page reader (HTTP and JSON decoding), the row mapper (JSON encoding) and the
+produce loop share one interpreter lock, and producing a record with its provenance headers is the
+largest single cost per row. With :func:`publish_from_child`, a child forked from the task process
+reads, decodes, selects and maps the rows, and sends each page's records (row number, key and value
+bytes) through a pipe; the task process adds the headers, produces, handles dead letters and
+checkpoints, so both cores work.
+
+The child is a fork: it inherits the Google client with its credentials (nothing is passed or
+written anywhere) and never touches the Kafka producer, the Airflow supervisor connection or the
+watermark. It leaves with :func:`os._exit`, so no exit handler of the task process runs twice.
+Backpressure is the pipe: the child blocks while the task process has not taken the previous
+page, so at most a few pages are in memory. Errors of the child (a Sheets request that failed, a
+row that cannot be mapped) are raised in the task process as they would have been without it; if
+the child dies, the task fails with an error that says so, and nothing after the last page the
+task process received is published.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+#: Pipe capacity asked for (Linux); a page of 5,000 records is ~2 MB.
+PIPE_BYTES = 1 << 20
+
+
+@dataclass
+class MappingProcessHooks:
+    """
+    What the caller of :func:`~airflow_provider_sheets.core.publish_pages` lets the child do.
+
+    :param after_fork: runs first in the child (e.g. drop the HTTP connections it shares with the
+        task process).
+    :param child_state: runs in the child after each page; its result travels with the page …
+    :param adopt_state: … and is handed to this in the task process (e.g. the request count).
+    """
+
+    after_fork: Callable[[], None] | None = None
+    child_state: Callable[[], Any] | None = None
+    adopt_state: Callable[[Any], None] | None = None
+
+
+def available() -> bool:
+    """Whether pages can be mapped in a forked process here (Linux: ``fork`` is safe for this use)."""
+    return sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+def publish_from_child(pages, mapper, headers, emit, select, dead_letter, after_page, result, hooks) -> None:
+    """The task-process side of :func:`~airflow_provider_sheets.core.publish_pages` with a mapping process."""
+    from airflow_provider_sheets.core import Page
+    from airflow_provider_sheets.rows import Record, RowMappingError
+
+    child = _Child(lambda send: _child_main(send, pages, mapper, select, dead_letter is not None, hooks))
+    new_record = tuple.__new__
+    row_is_key = mapper.keys_by_row
+    try:
+        while True:
+            message = child.recv()
+            kind = message[0]
+            if kind == "page":
+                _, records, dead, first, last, counts, fields, state, complete = message
+                if fields is not None:
+                    mapper.adopt_fields(fields)
+                if state is not None and hooks.adopt_state is not None:
+                    hooks.adopt_state(state)
+                for row, reason, cells in dead:
+                    dead_letter(RowMappingError(row, reason), cells)
+                for record in records:
+                    emit(
+                        new_record(Record, record),
+                        [*headers, ("sheets.row", record[1] if row_is_key else str(record[0]).encode())],
+                    )
+                result.adopt_counts(counts)
+                result.last_page = Page(first, last, [])
+                if complete and after_page is not None:
+                    after_page(result.last_page, result)
+            elif kind == "error":
+                raise message[1]
+            else:  # "done"
+                return
+    finally:
+        child.close()
+
+
+def _child_main(send, pages: Iterable[Any], mapper, select, dead_letters: bool, hooks: MappingProcessHooks) -> None:
+    from airflow_provider_sheets.core import PublishResult, _publish
+    from airflow_provider_sheets.errors import SheetsToKafkaError
+
+    if hooks.after_fork is not None:
+        hooks.after_fork()
+    batch: list[tuple[int, bytes, bytes]] = []
+    dead: list[tuple[int, str, list[Any]]] = []
+    result = PublishResult()
+    width = len(mapper.fields)
+    append = batch.append
+
+    def emit(record, _headers) -> None:
+        append(record[:])  # a plain tuple: pickled and loaded several times faster than the named one
+
+    def dead_letter(error, cells) -> None:
+        dead.append((error.row, error.reason, cells))
+
+    def flush(page, complete: bool) -> None:
+        nonlocal width
+        fields = None
+        if len(mapper.fields) != width:  # rows wider than the header gave new column_<letter> fields
+            fields, width = list(mapper.fields), len(mapper.fields)
+        counts = result.counts()
+        state = hooks.child_state() if hooks.child_state is not None else None
+        first, last = (page.first_row, page.last_row) if page is not None else (None, None)
+        send(("page", batch, dead, first, last, counts, fields, state, complete))
+        batch.clear()
+        dead.clear()
+
+    try:
+        _publish(
+            pages,
+            mapper,
+            None,
+            emit,
+            select,
+            dead_letter if dead_letters else None,
+            lambda page, _result: flush(page, True),
+            result,
+        )
+    except Exception as err:  # noqa: BLE001 - raised in the task process instead
+        flush(result.last_page, False)  # the rows of the failing page before the failure
+        try:
+            send(("error", err))
+        except Exception:  # noqa: BLE001 - an error that cannot be pickled: keep its type name and text
+            send(("error", SheetsToKafkaError(f"reading the sheet failed: {type(err).__name__}: {err}")))
+        return
+    send(("done",))
+
+
+class _Child:
+    """A forked child running ``target(send)``; :meth:`recv` returns what it sent."""
+
+    def __init__(self, target: Callable[[Callable[[Any], None]], None]) -> None:
+        read_fd, write_fd = os.pipe()
+        _widen_pipe(write_fd)
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                os.close(read_fd)
+                _child_signals()
+                target(Connection(write_fd, readable=False).send)
+                code = 0
+            except BaseException:  # noqa: BLE001,S110 - the task process reports the child's end
+                pass
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        self.pid = pid
+        self.conn = Connection(read_fd, writable=False)
+
+    def recv(self) -> Any:
+        from airflow_provider_sheets.errors import SheetsToKafkaError
+
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            status = self._wait()
+            raise SheetsToKafkaError(
+                f"the process that reads and maps the sheet's rows ended unexpectedly ({status}). Rows "
+                f"after the last page it handed over were not published and the watermark was not moved "
+                f"past them; the task can be retried, or set mapping_process=False to read in the task "
+                f"process itself."
+            ) from None
+
+    def _wait(self) -> str:
+        if self.pid is None:
+            return "already reaped"
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        if os.WIFSIGNALED(status):
+            return f"killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
+        return f"exit status {os.WEXITSTATUS(status)}"
+
+    def close(self) -> None:
+        """Stop the child (if still running) and reap it."""
+        self.conn.close()
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self._wait()
+
+
+def _widen_pipe(fd: int) -> None:
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except (ImportError, OSError):  # a smaller pipe only means more, smaller writes
+        pass
+
+
+def _child_signals() -> None:
+    """The task's signal handlers are for the task process; the child dies with it."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when the task process dies
+    except (OSError, AttributeError):  # without it, the next send to a dead task process ends the child
+        pass
