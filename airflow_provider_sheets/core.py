@@ -225,6 +225,7 @@ def sender(publisher: Publisher) -> Callable[[Record, list[tuple[str, bytes]]], 
     def emit(record: Record, headers: list[tuple[str, bytes]]) -> None:
         publisher.send(record.key, record.value, headers)
 
+    emit.rows = publisher.send_rows  # type: ignore[attr-defined] # a whole page from the mapping process
     return emit
 
 

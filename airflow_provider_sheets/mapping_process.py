@@ -21,13 +21,17 @@ task process received is published.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: Pipe capacity asked for (Linux); a page of 5,000 records is ~2 MB.
 PIPE_BYTES = 1 << 20
@@ -56,12 +60,18 @@ def available() -> bool:
 
 def publish_from_child(pages, mapper, headers, emit, select, dead_letter, after_page, result, hooks) -> None:
     """The task-process side of :func:`~airflow_provider_sheets.core.publish_pages` with a mapping process."""
-    from airflow_provider_sheets.core import Page
+    from airflow_provider_sheets.core import Page, _publish
     from airflow_provider_sheets.rows import Record, RowMappingError
 
-    child = _Child(lambda send: _child_main(send, pages, mapper, select, dead_letter is not None, hooks))
+    try:
+        child = _Child(lambda send: _child_main(send, pages, mapper, select, dead_letter is not None, hooks))
+    except OSError as err:  # no process or memory left to fork: one process is slower, not wrong
+        log.warning("Could not start the mapping process (%s); reading and mapping in the task process.", err)
+        _publish(pages, mapper, headers, emit, select, dead_letter, after_page, result)
+        return
     new_record = tuple.__new__
     row_is_key = mapper.keys_by_row
+    emit_rows = getattr(emit, "rows", None)  # sender()'s: the page's records in one call
     try:
         while True:
             message = child.recv()
@@ -74,11 +84,14 @@ def publish_from_child(pages, mapper, headers, emit, select, dead_letter, after_
                     hooks.adopt_state(state)
                 for row, reason, cells in dead:
                     dead_letter(RowMappingError(row, reason), cells)
-                for record in records:
-                    emit(
-                        new_record(Record, record),
-                        [*headers, ("sheets.row", record[1] if row_is_key else str(record[0]).encode())],
-                    )
+                if emit_rows is not None:
+                    emit_rows(records, headers, row_is_key)
+                else:
+                    for record in records:
+                        emit(
+                            new_record(Record, record),
+                            [*headers, ("sheets.row", record[1] if row_is_key else str(record[0]).encode())],
+                        )
                 result.adopt_counts(counts)
                 result.last_page = Page(first, last, [])
                 if complete and after_page is not None:
@@ -148,7 +161,11 @@ class _Child:
     def __init__(self, target: Callable[[Callable[[Any], None]], None]) -> None:
         read_fd, write_fd = os.pipe()
         _widen_pipe(write_fd)
-        pid = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns that a multi-threaded process forks: the child only runs this
+            # module's loop, the reader and the mapper, never the producer's or Airflow's threads' locks
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
         if pid == 0:  # the child
             code = 1
             try:

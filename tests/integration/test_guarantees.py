@@ -428,3 +428,36 @@ def test_sigkill_after_publishing_resends_only_the_unacknowledged_tail(connectio
     twice = {r for r in rows if rows.count(r) > 1} if len(rows) != len(set(rows)) else set()
     assert all(r > checkpoint for r in twice), "only rows after the last checkpoint may be sent again"
     assert get_variable(key)["last_row"] == total + 1
+
+
+@pytest.mark.parametrize("keys_are_rows", [True, False])
+def test_a_page_sent_at_once_waits_for_room_and_loses_nothing(tmp_path, monkeypatch, keys_are_rows):
+    """send_rows() with a queue of 5 records on a frozen broker: it waits for room, in order."""
+    from airflow_provider_sheets.devkit.broker import LocalBroker
+    from airflow_provider_sheets.kafka import Publisher
+
+    with LocalBroker(log_path=tmp_path / "tansu.log") as own:
+        own.create_topics(["page"], partitions=1)
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_KAFKA_PAGE",
+            json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": own.bootstrap_servers}}),
+        )
+        tiny_queue = {"queue.buffering.max.messages": 5}
+        publisher = Publisher("page", "kafka_page", flush_timeout=30, producer_config=tiny_queue)
+        rows = [(row, (str(row) if keys_are_rows else f"k{row}").encode(), b'{"n":%d}' % row) for row in range(2, 52)]
+        try:
+            publisher.check_topic()
+            os.kill(own.process.pid, signal.SIGSTOP)
+            thaw = threading.Timer(1.0, os.kill, (own.process.pid, signal.SIGCONT))
+            thaw.start()
+            try:
+                publisher.send_rows(rows, [("sheets.sheet_id", b"0")], keys_are_rows)
+            finally:
+                thaw.join()
+            assert publisher.produced == 50
+            assert publisher.finish() == 50
+        finally:
+            publisher.close()
+        messages = consume_all(own.bootstrap_servers, "page", expected=50)
+    assert [(m.row, m.key) for m in messages] == [(row, key.decode()) for row, key, _ in rows]
+    assert {m.headers["sheets.sheet_id"] for m in messages} == {"0"}

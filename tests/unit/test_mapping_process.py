@@ -178,3 +178,16 @@ def test_a_failure_in_the_task_process_stops_and_reaps_the_child():
     assert time.monotonic() - started < 30, "the child was stopped, not waited for"
     assert children, "the child's state arrived with the first page"
     assert not psutil.pid_exists(children[0]), "the child was killed and reaped (no zombie left)"
+
+
+def test_when_fork_fails_the_pages_are_mapped_in_the_task_process(monkeypatch, caplog):
+    # a mock, for a failure this machine cannot produce on demand (no memory or processes left)
+    def no_fork():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    here = _publish(_pages(), RowMapper(["id", "name"]))
+    fallback = _publish(_pages(), RowMapper(["id", "name"]), hooks=MappingProcessHooks())
+    assert fallback[0] == here[0]
+    assert _summary(fallback[2]) == _summary(here[2])
+    assert "Could not start the mapping process ([Errno 11] Resource temporarily unavailable)" in caplog.text
