@@ -211,14 +211,11 @@ class Publisher:
         if "producer" not in self.__dict__:
             return
         producer = self.__dict__.pop("producer")
+        if self.in_transaction:
+            # a run that stopped before publishing (bad input, drift) or on an error that did not go
+            # through abort(): end its transaction now (best effort: the broker aborts it at its timeout)
+            self._abort_transaction(producer, 10)
         _purge(producer)
-        if self.in_transaction and not self.fenced:
-            # a run that stopped before publishing (bad input, drift): end its empty transaction now
-            self.in_transaction = False
-            try:
-                producer.abort_transaction(10)
-            except Exception as err:  # noqa: BLE001 - best effort: the broker aborts it at its timeout
-                log.warning("Aborting the open Kafka transaction failed: %s", _redact(str(err)))
         close = getattr(producer, "close", None)
         if close is not None:
             close()
@@ -346,17 +343,31 @@ class Publisher:
         self.acked = self.produced  # every record delivered (and, in a transaction, committed)
         return self.acked
 
+    def _abort_transaction(self, producer: Any, timeout: float) -> None:
+        """
+        End the open transaction as aborted. librdkafka purges the queue and waits for the requests
+        already in flight before it writes the abort: purging those first (``_purge``) would let the
+        abort overtake them, and their records would be appended after it, visible to
+        ``read_committed`` consumers.
+        """
+        self.in_transaction = False
+        if self.fenced:  # a fenced producer cannot abort; the newer attempt already has
+            return
+        try:
+            producer.abort_transaction(timeout)
+        except KafkaException as err:
+            self.fenced = _is_fencing(err.args[0])
+            if not self.fenced:
+                log.warning("Aborting the Kafka transaction failed: %s", _redact(str(err)))
+        except Exception as err:  # noqa: BLE001 - the run fails either way; say why the abort failed
+            log.warning("Aborting the Kafka transaction failed: %s", _redact(str(err)))
+
     def abort(self, reason: str) -> NoReturn:
-        """Purge everything queued or in flight and raise :class:`KafkaPublishError`."""
+        """End the transaction (if any), purge what is still queued or in flight, raise :class:`KafkaPublishError`."""
         producer = self.producer
-        self.fenced = _is_fencing(_purge(producer)) or self.fenced
         if self.in_transaction:
-            self.in_transaction = False
-            try:
-                if not self.fenced:  # a fenced producer cannot abort; the newer attempt already has
-                    producer.abort_transaction(30)
-            except Exception as err:  # noqa: BLE001 - the run fails either way; say why the abort failed
-                log.warning("Aborting the Kafka transaction failed too: %s", _redact(str(err)))
+            self._abort_transaction(producer, 30)
+        self.fenced = _is_fencing(_purge(producer)) or self.fenced
         detail = "; ".join(self.errors[:5])
         if self.fenced:
             raise ProducerFencedError(

@@ -147,12 +147,28 @@ def _child_main(send, pages: Iterable[Any], mapper, select, dead_letters: bool, 
         )
     except Exception as err:  # noqa: BLE001 - raised in the task process instead
         flush(result.last_page, False)  # the rows of the failing page before the failure
-        try:
-            send(("error", err))
-        except Exception:  # noqa: BLE001 - an error that cannot be pickled: keep its type name and text
-            send(("error", SheetsToKafkaError(f"reading the sheet failed: {type(err).__name__}: {err}")))
+        send(("error", _portable(err, SheetsToKafkaError)))
         return
     send(("done",))
+
+
+def _portable(err: Exception, fallback: type[Exception]) -> Exception:
+    """
+    ``err`` if it survives the pipe (pickled and rebuilt), else a ``fallback`` with its type name
+    and text; with the child's traceback as a note, since the task process raises it anew.
+    """
+    import pickle
+    import traceback
+
+    trace = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    try:
+        pickle.loads(pickle.dumps(err))
+        portable = err
+    except Exception:  # noqa: BLE001 - any failure to pickle or rebuild
+        portable = fallback(f"reading the sheet failed: {type(err).__name__}: {err}")
+    if hasattr(portable, "add_note"):  # Python 3.11+
+        portable.add_note(f"Raised in the mapping process:\n{trace}")
+    return portable
 
 
 class _Child:
@@ -161,20 +177,34 @@ class _Child:
     def __init__(self, target: Callable[[Callable[[Any], None]], None]) -> None:
         read_fd, write_fd = os.pipe()
         _widen_pipe(write_fd)
-        with warnings.catch_warnings():
-            # Python 3.12+ warns that a multi-threaded process forks: the child only runs this
-            # module's loop, the reader and the mapper, never the producer's or Airflow's threads' locks
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        parent = os.getpid()
+        for stream in (sys.stdout, sys.stderr):  # or the child would write their buffers a second time
+            with contextlib.suppress(Exception):
+                stream.flush()
+        try:
+            with warnings.catch_warnings():
+                # Python 3.12+ warns that a multi-threaded process forks: the child only runs this
+                # module's loop, the reader and the mapper, never the producer's or Airflow's locks
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
         if pid == 0:  # the child
             code = 1
             try:
                 os.close(read_fd)
-                _child_signals()
+                _child_signals(parent)
                 target(Connection(write_fd, readable=False).send)
                 code = 0
-            except BaseException:  # noqa: BLE001,S110 - the task process reports the child's end
+            except BrokenPipeError:  # the task process stopped listening: nothing to tell
                 pass
+            except BaseException:  # noqa: BLE001 - the task process only sees the exit status: say why here
+                with contextlib.suppress(Exception):
+                    import traceback
+
+                    os.write(2, f"The mapping process failed:\n{traceback.format_exc()}".encode(errors="replace"))
             finally:
                 os._exit(code)
         os.close(write_fd)
@@ -187,7 +217,7 @@ class _Child:
         try:
             return self.conn.recv()
         except (EOFError, OSError):
-            status = self._wait()
+            status = self._stop()
             raise SheetsToKafkaError(
                 f"the process that reads and maps the sheet's rows ended unexpectedly ({status}). Rows "
                 f"after the last page it handed over were not published and the watermark was not moved "
@@ -195,22 +225,29 @@ class _Child:
                 f"process itself."
             ) from None
 
-    def _wait(self) -> str:
+    def _stop(self) -> str:
+        """Kill the child if it still runs, reap it, and say how it ended."""
         if self.pid is None:
             return "already reaped"
-        _, status = os.waitpid(self.pid, 0)
-        self.pid = None
+        pid, self.pid = self.pid, None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # a child that already ended is a zombie: this does nothing
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored)
+            return "status unknown"
         if os.WIFSIGNALED(status):
-            return f"killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
+            number = os.WTERMSIG(status)
+            try:
+                return f"killed by signal {signal.Signals(number).name}"
+            except ValueError:
+                return f"killed by signal {number}"
         return f"exit status {os.WEXITSTATUS(status)}"
 
     def close(self) -> None:
         """Stop the child (if still running) and reap it."""
         self.conn.close()
-        if self.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            self._wait()
+        self._stop()
 
 
 def _widen_pipe(fd: int) -> None:
@@ -222,10 +259,13 @@ def _widen_pipe(fd: int) -> None:
         pass
 
 
-def _child_signals() -> None:
-    """The task's signal handlers are for the task process; the child dies with it."""
+def _child_signals(parent: int) -> None:
+    """
+    Signals meant for the task (Airflow's supervisor sends them to its process group) are left to
+    the task process, which stops the child itself; the child dies with the task process.
+    """
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, signal.SIG_DFL)
+        signal.signal(sig, signal.SIG_IGN)
     try:
         import ctypes
 
@@ -233,3 +273,5 @@ def _child_signals() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when the task process dies
     except (OSError, AttributeError):  # without it, the next send to a dead task process ends the child
         pass
+    if os.getppid() != parent:  # the task process died before the line above took effect
+        os._exit(1)

@@ -191,3 +191,38 @@ def test_when_fork_fails_the_pages_are_mapped_in_the_task_process(monkeypatch, c
     assert fallback[0] == here[0]
     assert _summary(fallback[2]) == _summary(here[2])
     assert "Could not start the mapping process ([Errno 11] Resource temporarily unavailable)" in caplog.text
+
+
+class _KeywordOnly(Exception):
+    def __init__(self, *, detail: str) -> None:
+        super().__init__(detail)
+
+
+def test_an_error_that_pickles_but_cannot_be_rebuilt_keeps_its_type_and_text():
+    error = _KeywordOnly(detail="token endpoint said no")
+    with pytest.raises(SheetsToKafkaError, match=r"reading the sheet failed: _KeywordOnly: token endpoint said no"):
+        _publish(_failing_pages(error), RowMapper(["id", "name"]), hooks=MappingProcessHooks())
+
+
+def test_the_childs_traceback_travels_with_its_error():
+    error = SheetsAccessError("Sheets API error HTTP 502")
+    with pytest.raises(SheetsAccessError) as caught:
+        _publish(_failing_pages(error), RowMapper(["id", "name"]), hooks=MappingProcessHooks())
+    notes = getattr(caught.value, "__notes__", None)
+    if hasattr(error, "add_note"):  # Python 3.11+
+        assert notes
+        assert "Raised in the mapping process" in notes[0]
+        assert "_failing_pages" in notes[0]
+
+
+def _signalled_pages():
+    yield Page(2, 2, [["1", "a"]])
+    os.kill(os.getpid(), signal.SIGTERM)  # in the child: Airflow's supervisor signals the whole process group
+    os.kill(os.getpid(), signal.SIGINT)
+    yield Page(3, 3, [["2", "b"]])
+
+
+def test_signals_for_the_task_leave_the_child_to_the_task_process():
+    emitted, _, result = _publish(_signalled_pages(), RowMapper(["id", "name"]), hooks=MappingProcessHooks())
+    assert [record[0] for record, _ in emitted] == [2, 3]
+    assert result.last_row == 3
