@@ -14,6 +14,10 @@ from tests.helpers import consume_all, get_variable, run_operator
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 
 
+SHEETS_HEADERS = ["sheets.spreadsheet_id", "sheets.sheet_name", "sheets.sheet_id", "sheets.header_hash", "sheets.row"]
+AIRFLOW_HEADERS = ["airflow.dag_id", "airflow.run_id", "airflow.run_type", "airflow.task_id", "airflow.try_number"]
+
+
 def _new_sheet(server, rows, tab=FORMS_TAB, header=FORMS_HEADER, **kwargs) -> str:
     spreadsheet_id = f"sheet-{uuid.uuid4().hex[:12]}"
     server.create_spreadsheet(spreadsheet_id, {tab: [header, *rows]} if header is not None else {tab: rows}, **kwargs)
@@ -41,6 +45,7 @@ def test_new_rows_then_appended_rows_then_nothing(connections, sheets_server, br
     assert [m.key for m in messages] == [str(r) for r in range(2, 25)]
     assert [m.value for m in messages] == [_expected_value(r) for r in first]
     headers = messages[0].headers
+    assert sorted(headers) == sorted(SHEETS_HEADERS + AIRFLOW_HEADERS)
     assert headers["sheets.spreadsheet_id"] == sid
     assert headers["sheets.sheet_name"] == FORMS_TAB
     assert headers["sheets.sheet_id"] == "0"
@@ -119,10 +124,13 @@ def test_key_column_duplicate_and_blank_headers(connections, sheets_server, brok
         topic=topic,
         api_endpoint=connections["api_endpoint"],
         key_column="Email",
+        airflow_headers=False,
     )
     assert result.state == "success"
     got = consume_all(broker.bootstrap_servers, topic)
     assert [m.key for m in got] == ["a@x", "c@x"]
+    assert [sorted(m.headers) for m in got] == [sorted(SHEETS_HEADERS)] * 2, "airflow_headers=False: sheets.* only"
+    assert [m.headers["sheets.row"] for m in got] == ["2", "3"]
     assert got[0].value == {"Timestamp": "t1", "Email": "a@x", "column_C": "note", "Email_2": "b@x", "Score": "5"}
     assert got[1].value == {"Timestamp": "t2", "Email": "c@x", "column_C": None, "Email_2": None, "Score": None}
     assert got[0].headers["sheets.sheet_name"] == "Bob's answers"
