@@ -623,6 +623,11 @@ class ExampleDag:
 
     def quiet(self, quiet: float, timeout: float = 300.0) -> None:
         """Park, unpause, and wait for a window of ``quiet`` seconds without scheduled runs or active runs."""
+        deadline = time.monotonic() + timeout
+        while self.active_runs() and time.monotonic() < deadline:
+            # a run's task writing (XCom, Variables) while park() writes the Variables stalled the
+            # api-server on SQLite for 60 s: let it finish first
+            time.sleep(1.0)
         self.park()
         if self.server.dag(self.dag_id)["is_paused"]:
             self.server.unpause(self.dag_id)
