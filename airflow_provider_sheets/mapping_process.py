@@ -21,14 +21,17 @@ task process received is published.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
+import marshal
 import os
+import pickle
 import signal
+import struct
 import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -117,7 +120,7 @@ def _child_main(send, pages: Iterable[Any], mapper, select, dead_letters: bool, 
     append = batch.append
 
     def emit(record, _headers) -> None:
-        append(record[:])  # a plain tuple: pickled and loaded several times faster than the named one
+        append(record[:])  # a plain tuple: marshal takes no named tuple
 
     def dead_letter(error, cells) -> None:
         dead.append((error.row, error.reason, cells))
@@ -196,7 +199,7 @@ class _Child:
             try:
                 os.close(read_fd)
                 _child_signals(parent)
-                target(Connection(write_fd, readable=False).send)
+                target(_Sender(write_fd).send)
                 code = 0
             except BrokenPipeError:  # the task process stopped listening: nothing to tell
                 pass
@@ -209,14 +212,14 @@ class _Child:
                 os._exit(code)
         os.close(write_fd)
         self.pid = pid
-        self.conn = Connection(read_fd, writable=False)
+        self.conn = _Receiver(read_fd)
 
     def recv(self) -> Any:
         from airflow_provider_sheets.errors import SheetsToKafkaError
 
         try:
             return self.conn.recv()
-        except (EOFError, OSError):
+        except (EOFError, OSError, ValueError, pickle.UnpicklingError):
             status = self._stop()
             raise SheetsToKafkaError(
                 f"the process that reads and maps the sheet's rows ended unexpectedly ({status}). Rows "
@@ -248,6 +251,70 @@ class _Child:
         """Stop the child (if still running) and reap it."""
         self.conn.close()
         self._stop()
+
+
+#: A message's length and how it is serialised (``marshal`` or ``pickle``), ahead of it.
+_HEADER = struct.Struct("!Qc")
+_MARSHAL, _PICKLE = b"m", b"p"
+
+
+class _Sender:
+    """
+    The child's end of the pipe. A page's records (ints, bytes, strings in lists and tuples) go
+    with :mod:`marshal`, which writes and reads them in 60% of :mod:`pickle`'s time (both
+    ends are the same interpreter); anything else, such as an error, with :mod:`pickle`.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, message: Any) -> None:
+        try:
+            data, kind = marshal.dumps(message), _MARSHAL
+        except ValueError:  # not made of marshal's types only
+            data, kind = pickle.dumps(message, pickle.HIGHEST_PROTOCOL), _PICKLE
+        self._write(_HEADER.pack(len(data), kind))
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        view, written = memoryview(data), 0
+        while written < len(view):
+            written += os.write(self.fd, view[written:])
+
+
+class _Receiver:
+    """
+    The task process's end of the pipe. Each message is read into one buffer kept from message to
+    message: reading a page of 2 MB into new bytes objects (as ``multiprocessing``'s connections
+    do) made the allocator consolidate its free lists at every read, a fifth of the task
+    process's time on 1M rows.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.file = io.FileIO(fd, "rb")
+        self.buffer = bytearray(1 << 16)
+
+    def recv(self) -> Any:
+        with memoryview(self.buffer) as view:
+            self._fill(view[: _HEADER.size])
+            size, kind = _HEADER.unpack_from(view)
+        if size > len(self.buffer):
+            self.buffer = bytearray(size)
+        with memoryview(self.buffer) as view, view[:size] as message:
+            self._fill(message)
+            return marshal.loads(message) if kind == _MARSHAL else pickle.loads(message)
+
+    def _fill(self, view: memoryview) -> None:
+        done = 0
+        while done < len(view):
+            with view[done:] as rest:
+                read = self.file.readinto(rest)
+            if not read:
+                raise EOFError("the mapping process closed the pipe")
+            done += read
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def _widen_pipe(fd: int) -> None:
