@@ -10,7 +10,11 @@ describe their position with :func:`watermark_for`; they differ only in where th
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import os
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -127,7 +131,7 @@ def publish_pages(
     """
     result = PublishResult()
     try:
-        with bulk_gc():
+        with bulk_gc(), bulk_malloc():
             if mapping_process is not None:
                 args = (pages, mapper, headers, emit, select, dead_letter, after_page, result)
                 publish_from_child(*args, mapping_process)
@@ -217,6 +221,58 @@ def bulk_gc() -> Iterator[None]:
         gc.collect()  # the cyclic garbage made inside the block (frozen objects are not scanned)
         if thaw:
             gc.unfreeze()
+
+
+#: glibc's ``mallopt`` parameter for the fastbin size limit, and that limit's default
+#: (``64 * sizeof(size_t) / 4``).
+_M_MXFAST = 1
+_DEFAULT_MXFAST = 64 * ctypes.sizeof(ctypes.c_size_t) // 4
+_malloc_lock = threading.Lock()
+_malloc_depth = 0
+
+
+def _mallopt() -> Callable[[int, int], int] | None:
+    """glibc's ``mallopt``, or ``None`` (another C library, or the user tuned the fastbins)."""
+    if not sys.platform.startswith("linux") or "mxfast" in os.environ.get("GLIBC_TUNABLES", ""):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 - only glibc has it (musl's mallopt does nothing)
+        return libc.mallopt
+    except (OSError, AttributeError):
+        return None
+
+
+@contextmanager
+def bulk_malloc() -> Iterator[None]:
+    """
+    Turn glibc's fastbins off while rows stream through; elsewhere (or when ``GLIBC_TUNABLES``
+    sets ``glibc.malloc.mxfast``) nothing changes.
+
+    librdkafka allocates each record and each of its headers as a block of its own (13 blocks for a
+    record with the ten provenance headers) and frees them in the producing thread once the broker
+    acknowledged them. Freed blocks that small go to glibc's fastbins, and the next larger
+    allocation walks all of them to merge them (``malloc_consolidate``): producing 500,000 such
+    records to the local broker took the producing thread 2.0 s with fastbins and 1.3 s without.
+    Small blocks still come from glibc's per-thread cache. The default limit is restored when the
+    outermost block ends (fastbins are a per-process setting, shared by every thread).
+    """
+    global _malloc_depth
+    mallopt = _mallopt()
+    if mallopt is None:
+        yield
+        return
+    with _malloc_lock:
+        _malloc_depth += 1
+        if _malloc_depth == 1:
+            mallopt(_M_MXFAST, 0)
+    try:
+        yield
+    finally:
+        with _malloc_lock:
+            _malloc_depth -= 1
+            if _malloc_depth == 0:
+                mallopt(_M_MXFAST, _DEFAULT_MXFAST)
 
 
 def sender(publisher: Publisher) -> Callable[[Record, list[tuple[str, bytes]]], None]:

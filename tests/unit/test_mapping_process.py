@@ -226,3 +226,90 @@ def test_signals_for_the_task_leave_the_child_to_the_task_process():
     emitted, _, result = _publish(_signalled_pages(), RowMapper(["id", "name"]), hooks=MappingProcessHooks())
     assert [record[0] for record, _ in emitted] == [2, 3]
     assert result.last_row == 3
+
+
+@pytest.mark.timeout(60)
+def test_the_pipe_carries_messages_larger_than_its_buffers_and_errors_in_order():
+    """Pages go with marshal, anything else with pickle; a message outgrows the 64 KB receive buffer
+    and the 1 MB pipe; a message cut short by the child's end is an EOFError, not a short read."""
+    import threading
+
+    from airflow_provider_sheets.mapping_process import _Receiver, _Sender
+
+    big = ("page", [(row, str(row).encode(), str(row).encode() * 200) for row in range(5_000)], [], 1, 5_000)
+    messages = [big, ("page", [], [], None, None), ("error", SheetsAccessError("quota")), ("done",)]
+    read_fd, write_fd = os.pipe()
+
+    def write() -> None:
+        sender = _Sender(write_fd)
+        for message in messages:
+            sender.send(message)
+        os.write(write_fd, b"\0\0\0\0\0\0\1\0m" + b"x" * 10)  # announces 256 bytes, sends 10
+        os.close(write_fd)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    receiver = _Receiver(read_fd)
+    try:
+        got = [receiver.recv() for _ in messages]
+        with pytest.raises(EOFError):
+            receiver.recv()
+    finally:
+        writer.join()
+        receiver.close()
+    assert got[0] == big
+    assert len(receiver.buffer) > 3_000_000  # grown once for the big page
+    assert got[1] == messages[1]
+    assert type(got[2][1]) is SheetsAccessError
+    assert str(got[2][1]) == "quota"
+    assert got[3] == ("done",)
+
+
+def test_bulk_malloc_turns_glibc_fastbins_off_and_back_on():
+    """Measured in a fresh process: small blocks freed inside the block land in no fastbin
+    (mallinfo2's fsmblks), and do again after it; GLIBC_TUNABLES' own mxfast is left alone."""
+    import json
+    import subprocess
+    import sys
+
+    from airflow_provider_sheets.core import _mallopt
+
+    if _mallopt() is None and not os.environ.get("CI"):
+        pytest.skip("glibc's mallopt is not available here")
+    script = """
+import ctypes, json
+from airflow_provider_sheets.core import bulk_malloc
+libc = ctypes.CDLL(None)
+NAMES = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in NAMES.split()]
+libc.mallinfo2.restype = Info
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+def churn():
+    blocks = [libc.malloc(40) for _ in range(500)]
+    for block in blocks:
+        libc.free(block)
+    return libc.mallinfo2().fsmblks
+before = churn()
+with bulk_malloc():
+    with bulk_malloc():
+        inside = churn()
+    nested = churn()
+after = churn()
+print(json.dumps([before, inside, nested, after]))
+"""
+
+    def run(**env):
+        out = subprocess.run(
+            [sys.executable, "-c", script], env={**os.environ, **env}, capture_output=True, text=True, check=True
+        )
+        return json.loads(out.stdout)
+
+    before, inside, nested, after = run()
+    assert before > 0, "fastbins are on before the block"
+    assert inside == 0, "no small block goes to a fastbin inside it"
+    assert nested == 0, "nor after an inner block ends"
+    assert after > 0, "fastbins are on again after the block"
+    tuned = run(GLIBC_TUNABLES="glibc.malloc.mxfast=64")
+    assert all(value > 0 for value in tuned), "a user's mxfast tunable is not overridden"
