@@ -41,6 +41,12 @@ SECRET_KEYS = ("sasl.password", "sasl.oauthbearer.client.secret", "ssl.key.passw
 Headers = Sequence[tuple[str, bytes]]
 
 
+#: ``Producer.produce``'s partition and timestamp defaults (the partitioner's choice; now). Records
+#: are produced with positional arguments: with keywords, the C argument parser builds and hashes
+#: a string per keyword on every call (0.06 µs of the ~1.9 µs a call takes with ten headers).
+_ANY_PARTITION = -1
+_NOW = 0
+
 _FENCING_CODES = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
 
 
@@ -268,9 +274,7 @@ class Publisher:
         producer = self.producer
         while True:
             try:
-                producer.produce(
-                    topic or self.topic, value=value, key=key, headers=headers, on_delivery=self._callback
-                )
+                producer.produce(topic or self.topic, value, key, _ANY_PARTITION, self._callback, None, _NOW, headers)
                 break
             except BufferError:  # the queue is full: serve reports and give the broker threads a moment
                 producer.poll(0.005)
@@ -292,7 +296,7 @@ class Publisher:
             for row, key, value in records:
                 record_headers = [*headers, ("sheets.row", key if keys_are_rows else str(row).encode())]
                 try:
-                    produce(topic, value=value, key=key, headers=record_headers, on_delivery=callback)
+                    produce(topic, value, key, _ANY_PARTITION, callback, None, _NOW, record_headers)
                     sent += 1
                 except (BufferError, KafkaException):  # no room yet, or a fatal error: send() handles both
                     self.produced += sent
