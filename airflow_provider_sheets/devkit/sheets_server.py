@@ -925,12 +925,12 @@ class SheetsServer:
                 if is_api and self.require_auth:
                     self._check_auth(authorization)
                 status, payload = getattr(self, handler)(*params, query=query, body=body)
+                data = _encode(payload)  # a response may hold the stored rows themselves
         except _ApiError as error:
-            status, payload = error.status, error.body()
+            status, data = error.status, _encode(error.body())
         except Exception:
             logger.exception("Sheets server failed on %s %s", method, path)
-            status, payload = 500, _ApiError(500).body()
-        data = _encode(payload)
+            status, data = 500, _encode(_ApiError(500).body())
         with self._lock:
             self.requests.append(RequestRecord(method, path, query, status, len(data), kind))
         return status, data
@@ -1059,26 +1059,37 @@ class SheetsServer:
         datetime_render: str,
     ) -> dict[str, Any]:
         row1, col1, row2, col2 = bounds
-        matrix = [tab.rows[row - 1][col1 - 1 : col2] for row in range(row1, min(row2, len(tab.rows)) + 1)]
+        rows = tab.rows[row1 - 1 : min(row2, len(tab.rows))]
+        if col1 == 1 and all(len(cells) <= col2 for cells in rows):
+            # the stored rows themselves (no copy per row): the response is encoded under the
+            # server's lock, before any write can change them
+            matrix = rows
+        else:
+            matrix = [cells[col1 - 1 : col2] for cells in rows]
         dimension = "COLUMNS" if major_dimension == "COLUMNS" else "ROWS"
         if dimension == "COLUMNS":
             matrix = _transpose(matrix)
         text = _TEXT.issuperset
-        lines = [
+        lines: list[list[object]] = []
+        rendered: list[bool] = []  # whether a line is text that renders as itself
+        for cells in matrix:
             # a row of text ending in a non-empty cell (most rows) renders as itself in every mode
-            cells if cells and cells[-1] and text(map(type, cells)) else _rstrip(cells)
-            for cells in matrix
-        ]
+            if cells and cells[-1] and text(map(type, cells)):
+                lines.append(cells)
+                rendered.append(True)
+            else:
+                cells = _rstrip(cells)
+                lines.append(cells)
+                rendered.append(text(map(type, cells)))
         while lines and not lines[-1]:
             lines.pop()
+            rendered.pop()
         result: dict[str, Any] = {"range": format_a1(tab.title, *bounds), "majorDimension": dimension}
         if lines:
             zone = book.time_zone
             result["values"] = [
-                cells
-                if text(map(type, cells))
-                else [_render(value, value_render, datetime_render, zone) for value in cells]
-                for cells in lines
+                cells if as_is else [_render(value, value_render, datetime_render, zone) for value in cells]
+                for cells, as_is in zip(lines, rendered, strict=True)
             ]
         return result
 
