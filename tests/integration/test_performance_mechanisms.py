@@ -176,6 +176,35 @@ def test_google_client_decodes_with_msgspec_into_what_json_gives(connections, sh
     assert math.isnan(fast.deserialize(b'{"n": NaN}')["n"])
 
 
+def test_a_batch_of_text_cells_comes_as_text_rows_and_anything_else_as_json_gives():
+    """The mapper skips its per-row type check only for rows the decoder saw were all strings."""
+    from googleapiclient.model import JsonModel
+
+    from airflow_provider_sheets.hooks.sheets import MsgspecJsonModel
+    from airflow_provider_sheets.rows import TextRows
+
+    fast, plain = MsgspecJsonModel(), JsonModel()
+    text = (
+        b'{"spreadsheetId": "s", "valueRanges": [{"range": "T!A1:B2", "majorDimension": "ROWS", '
+        b'"values": [["a", "\u00e9"], [], ["", "b"]]}, {"range": "T!A9:B9", "majorDimension": "ROWS"}]}'
+    )
+    decoded = fast.deserialize(text)
+    assert decoded == plain.deserialize(text)
+    assert type(decoded["valueRanges"][0]["values"]) is TextRows
+    assert "values" not in decoded["valueRanges"][1]
+    others = [
+        text.replace(b'"b"', b"1.5"),  # a number (UNFORMATTED_VALUE)
+        text.replace(b'"b"', b"true"),
+        text.replace(b'"b"', b"null"),
+        text.replace(b'"majorDimension": "ROWS", "values"', b'"extra": 1, "values"'),  # a field it does not know
+        text.replace(b'"spreadsheetId": "s", ', b""),  # not a batchGet response
+    ]
+    for body in others:
+        decoded = fast.deserialize(body)
+        assert decoded == plain.deserialize(body)
+        assert all(type(vr.get("values")) is not TextRows for vr in decoded.get("valueRanges", []))
+
+
 def test_incremental_run_on_a_big_tab_costs_two_requests(connections, sheets_server, topic):
     spreadsheet_id = _sheet(sheets_server, _rows(6000), row_count=6001 + 1000)
     kwargs = {"spreadsheet_id": spreadsheet_id, "topic": topic, "api_endpoint": connections["api_endpoint"]}

@@ -196,3 +196,16 @@ def test_key_column_uses_renamed_duplicate():
 def test_fingerprint(a, b, same):
     assert (fingerprint(a) == fingerprint(b)) is same
     assert len(fingerprint(a)) == 32
+
+
+def test_text_rows_map_to_the_same_records_as_a_list_of_the_same_rows():
+    from airflow_provider_sheets.rows import TextRows
+
+    rows = [["1", "é 😀", ""], [], ["", "", ""], ["3", 'quote " and \\ backslash', "x", "wider"], ["4"]]
+    for key_column in (None, "id"):
+        checked = list(RowMapper(["id", "name", "note"], key_column).map_rows(2, rows, errors="yield"))
+        text = list(RowMapper(["id", "name", "note"], key_column).map_rows(2, TextRows(rows), errors="yield"))
+        assert [tuple(r) if isinstance(r, tuple) else r for r in text] == [
+            tuple(r) if isinstance(r, tuple) else r for r in checked
+        ]
+        assert any(isinstance(r, tuple) and r.value.startswith(b'{"id":"1"') for r in text)
