@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -208,14 +209,16 @@ def _cpu_seconds() -> float:
 class _ChildMemory:
     """
     The peak memory that this process's child processes (the operator's mapping process) hold
-    alone: their USS (unique set size), sampled every :attr:`INTERVAL` seconds. A forked child's
-    RSS would also count the pages it still shares with its parent, which are already in the
-    parent's RSS. Reading a USS walks the child's page tables in the kernel (~4 ms for a child
-    forked from a 300 MB task process): sampled every 0.1 s, that took 0.4 CPU s from the
-    measured run on two cores; the mapping process's memory is steady after its first pages.
+    alone: their USS (unique set size). A forked child's RSS would also count the pages it still
+    shares with its parent, which are already in the parent's RSS. Reading a USS walks the
+    child's page tables in the kernel (~4 ms for a child forked from a 300 MB task process):
+    sampled every 0.1 s throughout, that took 0.4 CPU s from a measured 1M-row run on two cores.
+    So a child is sampled every 0.1 s in its first :attr:`YOUNG` seconds, while its memory grows
+    to the pages in flight, and every :attr:`INTERVAL` seconds after that.
     """
 
     INTERVAL = 0.5
+    YOUNG = 1.5
 
     def __init__(self) -> None:
         import threading
@@ -236,14 +239,21 @@ class _ChildMemory:
         import psutil
 
         me = psutil.Process()
-        while not self._stop.wait(self.INTERVAL):
+        seen: dict[int, float] = {}
+        interval = 0.1
+        while not self._stop.wait(interval):
             total = 0
-            for child in me.children(recursive=True):
+            now = time.monotonic()
+            children = me.children(recursive=True)
+            for child in children:
+                seen.setdefault(child.pid, now)
                 try:
                     total += child.memory_full_info().uss
                 except psutil.Error:  # ended between listing and reading
                     continue
             self.peak_mb = max(self.peak_mb, total / 2**20)
+            young = not children or any(now - seen[child.pid] < self.YOUNG for child in children)
+            interval = 0.1 if young else self.INTERVAL
 
 
 def _child_raw(spec: dict[str, Any]) -> dict[str, Any]:
@@ -495,6 +505,40 @@ class Bench:
         )
         return result
 
+    def repeated(
+        self,
+        name: str,
+        kind: str,
+        make_spec: Callable[[int], dict[str, Any]],
+        after: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """
+        Run a path ``--repeat`` times, each in a fresh process (``make_spec(run)`` gives each its own
+        topic), and keep the run of median time as the path's result, with every run's figures
+        under ``runs``; peak memory is the highest of all runs.
+        """
+        runs = []
+        for run in range(1, self.args.repeat + 1):
+            label = name if self.args.repeat == 1 else f"{name}-{run}"
+            result = self.child(label, kind, make_spec(run))
+            if after is not None:
+                after(result)
+            if label != name:
+                del self.results[label]
+            runs.append(result)
+        median = sorted(runs, key=lambda result: result["seconds"])[len(runs) // 2]
+        chosen = {
+            **median,
+            "peak_rss_mb": max(result["peak_rss_mb"] for result in runs),
+            "children_peak_uss_mb": max(result.get("children_peak_uss_mb", 0) for result in runs),
+            "runs": [
+                {key: result.get(key) for key in ("seconds", "rows_per_s", "cpu_seconds", "peak_rss_mb")}
+                for result in runs
+            ],
+        }
+        self.results[name] = chosen
+        return chosen
+
 
 def _topic(broker) -> str:
     name = f"bench-{uuid.uuid4().hex[:8]}"
@@ -544,13 +588,21 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> di
                 spec = {**base, **operator_extra, "spreadsheet_id": SPREADSHEET_ID}
                 bench.child("sheets_read", "read", spec)
             if wanted("raw"):
-                bench.child("raw", "raw", {**base, "rows": args.rows, "topic": _topic(broker), "headers": False})
+                bench.repeated(
+                    "raw", "raw", lambda _: {**base, "rows": args.rows, "topic": _topic(broker), "headers": False}
+                )
             if wanted("raw_headers"):
-                spec = {**base, "rows": args.rows, "topic": _topic(broker), "headers": True}
-                bench.child("raw_headers", "raw", spec)
+                bench.repeated(
+                    "raw_headers",
+                    "raw",
+                    lambda _: {**base, "rows": args.rows, "topic": _topic(broker), "headers": True},
+                )
             if wanted("hook_async"):
-                spec = {**base, "spreadsheet_id": SPREADSHEET_ID, "topic": _topic(broker), "synchronous": False}
-                bench.child("hook_async", "hook", spec)
+                bench.repeated(
+                    "hook_async",
+                    "hook",
+                    lambda _: {**base, "spreadsheet_id": SPREADSHEET_ID, "topic": _topic(broker), "synchronous": False},
+                )
             if wanted("hook_sync"):
                 spec = {
                     **base,
@@ -561,16 +613,26 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> di
                 }
                 bench.child("hook_sync", "hook", spec)
             if wanted("operator") or wanted("incremental"):
-                topic = _topic(broker)
-                server.call("reset")
-                spec = {**base, **operator_extra, "spreadsheet_id": SPREADSHEET_ID, "topic": topic}
-                bench.child("operator", "operator", spec)
-                bench.results["operator"]["server"] = _server_stats(server)
+                spec: dict[str, Any] = {}
+
+                def operator_spec(run: int) -> dict[str, Any]:
+                    # a fresh topic is a fresh watermark: every run is a first load
+                    server.call("reset")
+                    spec.clear()
+                    spec.update({**base, **operator_extra, "spreadsheet_id": SPREADSHEET_ID, "topic": _topic(broker)})
+                    if run > 1:
+                        spec["profile"] = None
+                    return dict(spec)
+
+                def server_stats(result: dict[str, Any]) -> None:
+                    result["server"] = _server_stats(server)
+
+                bench.repeated("operator", "operator", operator_spec, after=server_stats)
                 if args.profile:
                     import pstats
 
-                    pstats.Stats(spec["profile"], stream=sys.stdout).sort_stats("tottime").print_stats(25)
-                if wanted("incremental"):
+                    pstats.Stats(operator_extra["profile"], stream=sys.stdout).sort_stats("tottime").print_stats(25)
+                if wanted("incremental"):  # on top of the last run's watermark
                     first, last = server.call("append", args.rows, INCREMENTAL_ROWS)
                     server.call("reset")
                     result = bench.child("incremental", "operator", {**spec, "profile": None})
@@ -629,6 +691,7 @@ def summarize(args: argparse.Namespace, results: dict[str, Any], command: str) -
         "command": command,
         "rows": args.rows,
         "cols": args.cols,
+        "repeat": args.repeat,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -647,9 +710,9 @@ def markdown(report: dict[str, Any]) -> str:
         report["command"],
         "```",
         "",
-        "| path | rows | seconds | rows/s | × raw | × hook async | CPU s | server CPU s | broker CPU s "
+        "| path | rows | seconds | each run s | rows/s | × raw | × hook async | CPU s | server CPU s | broker CPU s "
         "| peak RSS MB | child USS MB | RSS over no-op MB | Sheets requests |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def cell(value: Any, fmt: str = "{}") -> str:
@@ -658,8 +721,9 @@ def markdown(report: dict[str, Any]) -> str:
     for name, r in report["results"].items():
         requests = r.get("server", {}).get("requests", r.get("sheets_requests"))
         helpers = r.get("helper_cpu_seconds", {})
+        each = " / ".join(f"{run['seconds']:.2f}" for run in r.get("runs", []))
         lines.append(
-            f"| {name} | {r['rows']:,} | {r['seconds']:.2f} | {cell(r.get('rows_per_s'), '{:,.0f}')} | "
+            f"| {name} | {r['rows']:,} | {r['seconds']:.2f} | {each} | {cell(r.get('rows_per_s'), '{:,.0f}')} | "
             f"{cell(r.get('vs_raw'))} | {cell(r.get('vs_hook_async'))} | {cell(r.get('cpu_seconds'))} | "
             f"{cell(helpers.get('server'))} | {cell(helpers.get('broker'))} | {r['peak_rss_mb']:.0f} | "
             f"{cell(r.get('children_peak_uss_mb'), '{:.0f}')} | "
@@ -671,7 +735,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Machine: {report['machine']['cpus']} CPUs, Python {report['machine']['python']}, load average at the end "
         + ", ".join(f"{x:.2f}" for x in report["machine"]["load_avg_at_end"])
-        + ". Seconds are measured inside the task (the operator's `execute` summary; the hook path from "
+        + f". Each throughput path ran {report['repeat']} times, each time in a fresh process and on a fresh topic; "
+        "its row shows the run of median time (peak memory: the highest of its runs). "
+        "Seconds are measured inside the task (the operator's `execute` summary; the hook path from "
         "`get_values` to the final flush; raw from the first produce to the final flush). Peak RSS is the "
         "child process's `ru_maxrss`; child USS is the peak memory its own children (the operator's mapping "
         "process) held alone, added to RSS over no-op; the Sheets server runs in its own process and is not "
@@ -688,6 +754,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="data rows of the big tab")
     parser.add_argument("--cols", type=int, default=10, help="text columns per row")
     parser.add_argument("--only", help="comma-separated paths to run (default: all)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each throughput path (raw, raw_headers, hook_async, operator); the run of median time counts",
+    )
     parser.add_argument("--page-size", type=int, help="the operator's page_size (default: its own)")
     parser.add_argument("--producer-config", help="JSON librdkafka settings passed as the operator's producer_config")
     parser.add_argument("--value-render-option", help="the operator's value_render_option")
