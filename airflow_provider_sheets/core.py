@@ -236,10 +236,10 @@ def _mallopt() -> Callable[[int, int], int] | None:
     if not sys.platform.startswith("linux") or "mxfast" in os.environ.get("GLIBC_TUNABLES", ""):
         return None
     try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 - only glibc has it (musl's mallopt does nothing)
-        return libc.mallopt
-    except (OSError, AttributeError):
+        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):  # musl's mallopt does nothing
+            return None
+        return ctypes.CDLL(None).mallopt
+    except (OSError, ValueError, AttributeError):
         return None
 
 

@@ -133,7 +133,9 @@ def _child_main(send, pages: Iterable[Any], mapper, select, dead_letters: bool, 
         counts = result.counts()
         state = hooks.child_state() if hooks.child_state is not None else None
         first, last = (page.first_row, page.last_row) if page is not None else (None, None)
-        send(("page", batch, dead, first, last, counts, fields, state, complete))
+        # a dead letter's cells are the page's own: marshal would turn a bytearray or any other
+        # buffer in them into bytes without a word, pickle keeps their types
+        send(("page", batch, dead, first, last, counts, fields, state, complete), plain=not dead)
         batch.clear()
         dead.clear()
 
@@ -268,10 +270,17 @@ class _Sender:
     def __init__(self, fd: int) -> None:
         self.fd = fd
 
-    def send(self, message: Any) -> None:
-        try:
-            data, kind = marshal.dumps(message), _MARSHAL
-        except ValueError:  # not made of marshal's types only
+    def send(self, message: Any, plain: bool = True) -> None:
+        """
+        :param plain: ``message`` holds nothing but exact ``int``, ``bytes``, ``str``, lists and
+            tuples and the like, which marshal gives back as they were (it refuses subclasses, but
+            writes any buffer, such as a ``bytearray``, as ``bytes``); otherwise it goes with pickle.
+        """
+        data, kind = None, _MARSHAL
+        if plain:
+            with contextlib.suppress(ValueError):  # not made of marshal's types only
+                data = marshal.dumps(message)
+        if data is None:
             data, kind = pickle.dumps(message, pickle.HIGHEST_PROTOCOL), _PICKLE
         self._write(_HEADER.pack(len(data), kind))
         self._write(data)

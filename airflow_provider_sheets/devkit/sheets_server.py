@@ -1057,12 +1057,17 @@ class SheetsServer:
         major_dimension: str,
         value_render: str,
         datetime_render: str,
+        shared: bool = False,
     ) -> dict[str, Any]:
+        """
+        :param shared: the response may hold the stored rows themselves (no copy per row), for a
+            handler that writes nothing before its response is encoded (under the server's lock,
+            so no other request writes meanwhile either); a write's ``updatedData`` is copied,
+            since a later range of the same request may change those rows.
+        """
         row1, col1, row2, col2 = bounds
         rows = tab.rows[row1 - 1 : min(row2, len(tab.rows))]
-        if col1 == 1 and all(len(cells) <= col2 for cells in rows):
-            # the stored rows themselves (no copy per row): the response is encoded under the
-            # server's lock, before any write can change them
+        if shared and col1 == 1 and all(len(cells) <= col2 for cells in rows):
             matrix = rows
         else:
             matrix = [cells[col1 - 1 : col2] for cells in rows]
@@ -1112,7 +1117,7 @@ class SheetsServer:
         book = self._api_book(spreadsheet_id)
         options = self._read_options(query)
         tab, a1 = self._resolve(book, range_)
-        return 200, self._value_range(book, tab, self._bounds(tab, a1), *options)
+        return 200, self._value_range(book, tab, self._bounds(tab, a1), *options, shared=True)
 
     def _api_values_batch_get(
         self, spreadsheet_id: str, *, query: dict[str, list[str]], body: bytes
@@ -1122,7 +1127,7 @@ class SheetsServer:
         value_ranges = []
         for range_ in query.get("ranges", []):
             tab, a1 = self._resolve(book, range_)
-            value_ranges.append(self._value_range(book, tab, self._bounds(tab, a1), *options))
+            value_ranges.append(self._value_range(book, tab, self._bounds(tab, a1), *options, shared=True))
         return 200, {"spreadsheetId": spreadsheet_id, "valueRanges": value_ranges}
 
     def _update_response(

@@ -97,12 +97,13 @@ def test_a_row_that_cannot_be_mapped_fails_in_the_task_process_after_the_rows_be
 def test_dead_letters_are_handled_in_the_task_process_with_their_cells():
     dead = []
     emitted, _, result = _publish(
-        [Page(2, 4, [["1", "a"], ["", "b"], ["3", "c"]])],
+        [Page(2, 4, [["1", "a"], ["", bytearray(b"b")], ["3", "c"]])],
         RowMapper(["id", "name"], "id"),
         hooks=MappingProcessHooks(),
         dead_letter=lambda error, cells: dead.append((error.row, error.reason, cells)),
     )
-    assert dead == [(3, "the key column 'id' is empty", ["", "b"])]
+    assert dead == [(3, "the key column 'id' is empty", ["", bytearray(b"b")])]
+    assert type(dead[0][2][1]) is bytearray, "a dead letter's cells keep their types through the pipe"
     assert [record[0] for record, _ in emitted] == [2, 4]
     assert result.dead_lettered == 1
 

@@ -263,6 +263,23 @@ def test_update_and_clear(server, hook):
     assert hook.get_values(SID, "Sheet1") == [["a"], ["c", "", "y"], ["", "", "z"]]
 
 
+def test_batch_update_data_shows_each_range_as_written_then(server, hook):
+    """A later range of the same request does not change what an earlier one reports."""
+    server.create_spreadsheet(SID, {"S": [["h1", "h2", "h3"]]})
+    body = {
+        "valueInputOption": "RAW",
+        "includeValuesInResponse": True,
+        "data": [
+            {"range": "S!A2:B2", "values": [["a", "b"]]},
+            {"range": "S!C2:C2", "values": [[7]]},
+            {"range": "S!A2:A2", "values": [["z"]]},
+        ],
+    }
+    response = hook.get_conn().spreadsheets().values().batchUpdate(spreadsheetId=SID, body=body).execute()
+    assert [r["updatedData"]["values"] for r in response["responses"]] == [[["a", "b"]], [["7"]], [["z"]]]
+    assert server.get_rows(SID, "S")[1] == ["z", "b", 7]
+
+
 def test_unknown_spreadsheet_is_a_404(server, hook):
     from googleapiclient.errors import HttpError
 
