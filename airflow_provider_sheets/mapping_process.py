@@ -162,7 +162,6 @@ def _portable(err: Exception, fallback: type[Exception]) -> Exception:
     ``err`` if it survives the pipe (pickled and rebuilt), else a ``fallback`` with its type name
     and text; with the child's traceback as a note, since the task process raises it anew.
     """
-    import pickle
     import traceback
 
     trace = "".join(traceback.format_exception(type(err), err, err.__traceback__))

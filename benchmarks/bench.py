@@ -613,16 +613,14 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> di
                 }
                 bench.child("hook_sync", "hook", spec)
             if wanted("operator") or wanted("incremental"):
-                spec: dict[str, Any] = {}
+                operator_base = {**base, **operator_extra, "spreadsheet_id": SPREADSHEET_ID}
+                topics: list[str] = []
 
                 def operator_spec(run: int) -> dict[str, Any]:
                     # a fresh topic is a fresh watermark: every run is a first load
                     server.call("reset")
-                    spec.clear()
-                    spec.update({**base, **operator_extra, "spreadsheet_id": SPREADSHEET_ID, "topic": _topic(broker)})
-                    if run > 1:
-                        spec["profile"] = None
-                    return dict(spec)
+                    topics.append(_topic(broker))
+                    return {**operator_base, "topic": topics[-1], **({"profile": None} if run > 1 else {})}
 
                 def server_stats(result: dict[str, Any]) -> None:
                     result["server"] = _server_stats(server)
@@ -635,7 +633,8 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> di
                 if wanted("incremental"):  # on top of the last run's watermark
                     first, last = server.call("append", args.rows, INCREMENTAL_ROWS)
                     server.call("reset")
-                    result = bench.child("incremental", "operator", {**spec, "profile": None})
+                    spec = {**operator_base, "topic": topics[-1], "profile": None}
+                    result = bench.child("incremental", "operator", spec)
                     result["server"] = _server_stats(server)
                     result["appended_rows"] = [first, last]
             if wanted("operator_small"):

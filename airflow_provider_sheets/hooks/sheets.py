@@ -327,10 +327,11 @@ class _TextRange(msgspec.Struct, forbid_unknown_fields=True):
     values: list[list[str]] | msgspec.UnsetType = msgspec.UNSET
 
     def as_dict(self) -> dict[str, Any]:
-        body = {name: getattr(self, name) for name in self.__struct_fields__}
-        if body["values"] is not msgspec.UNSET:
+        """The fields the body had, as ``json`` gives them, with the rows as :class:`TextRows`."""
+        body = {name: value for name in self.__struct_fields__ if (value := getattr(self, name)) is not msgspec.UNSET}
+        if "values" in body:
             body["values"] = TextRows(body["values"])
-        return {name: value for name, value in body.items() if value is not msgspec.UNSET}
+        return body
 
 
 class _TextBatch(msgspec.Struct, forbid_unknown_fields=True):
