@@ -1,9 +1,11 @@
 # Two commands on a fresh machine:
-#   make demo   - the whole pipe on embedded defaults (local broker, local Sheets server, the DAG)
+#   make demo   - the whole pipe on embedded defaults (local broker, local Sheets server, the DAG);
+#                 make demo BROKER=kafka runs it on Apache Kafka (Java needed) instead of Tansu
 #   make test   - lint + the test suite (what CI runs through .ci/run)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+BROKER ?= tansu
 
 .PHONY: demo test lint bench experiment clean
 
@@ -14,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m airflow_provider_sheets.devkit.demo
+	$(PY) -m airflow_provider_sheets.devkit.demo --broker $(BROKER)
 
 test: $(VENV)/.installed
 	bash scripts/test.sh

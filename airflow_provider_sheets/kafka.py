@@ -168,6 +168,8 @@ class Publisher:
         self.errors: list[str] = []
         self.error_count = 0
         self.fenced = False
+        #: an abort that could not reach the broker: the transaction ends at its timeout or on fencing
+        self.transaction_left_open = False
 
     @cached_property
     def hook(self) -> SheetsProducerHook:
@@ -192,9 +194,6 @@ class Publisher:
         try:
             # all topics: a metadata request naming the topic would auto-create it on brokers that allow that
             metadata = self.producer.list_topics(timeout=timeout)
-            if not metadata.topics:
-                # some clusters (librdkafka's mock cluster) list nothing without a name
-                metadata = self.producer.list_topics(name, timeout=timeout)
         except KafkaException as err:
             raise KafkaPublishError(
                 f"cannot reach the Kafka brokers of connection {self.kafka_config_id!r} within {timeout:.0f} s "
@@ -212,6 +211,26 @@ class Publisher:
             )
         return len(found.partitions)
 
+    def _replica_shortfall(self) -> str:
+        """
+        Why records may have timed out: partitions of the topic with replicas out of sync. With
+        ``acks=all`` the broker refuses writes to such a partition once fewer than
+        ``min.insync.replicas`` are in sync, and librdkafka retries until ``message.timeout.ms``.
+        """
+        try:
+            found = self.producer.list_topics(self.topic, timeout=5).topics.get(self.topic)
+        except Exception:  # noqa: BLE001 - a hint only; the broker may be gone
+            return ""
+        short = [p for p in (found.partitions.values() if found else ()) if len(p.isrs) < len(p.replicas)]
+        if not short:
+            return ""
+        parts = ", ".join(f"partition {p.id}: {len(p.isrs)} of {len(p.replicas)} replicas in sync" for p in short)
+        return (
+            f"; topic {self.topic!r} has under-replicated partitions ({parts}): with acks=all the brokers refuse "
+            f"writes while fewer than min.insync.replicas are in sync (NOT_ENOUGH_REPLICAS, retried until "
+            f"message.timeout.ms). Bring the replicas' brokers back or lower the topic's min.insync.replicas"
+        )
+
     def close(self) -> None:
         """Release the producer's connections and threads (a worker process lives on after the task)."""
         if "producer" not in self.__dict__:
@@ -223,7 +242,9 @@ class Publisher:
             self._abort_transaction(producer, 10)
         _purge(producer)
         close = getattr(producer, "close", None)
-        if close is not None:
+        if close is not None and not self.transaction_left_open:
+            # Producer.close() aborts an unfinished transaction with no time limit: with the broker
+            # gone it would never return. Dropping the producer frees it at once.
             close()
 
     def settle(self, timeout: float) -> bool:
@@ -359,12 +380,15 @@ class Publisher:
             return
         try:
             producer.abort_transaction(timeout)
+            return
         except KafkaException as err:
             self.fenced = _is_fencing(err.args[0])
             if not self.fenced:
                 log.warning("Aborting the Kafka transaction failed: %s", _redact(str(err)))
         except Exception as err:  # noqa: BLE001 - the run fails either way; say why the abort failed
             log.warning("Aborting the Kafka transaction failed: %s", _redact(str(err)))
+        # the broker aborts it at transaction.timeout.ms, or the next attempt's init_transactions does
+        self.transaction_left_open = not self.fenced
 
     def abort(self, reason: str) -> NoReturn:
         """End the transaction (if any), purge what is still queued or in flight, raise :class:`KafkaPublishError`."""
@@ -373,6 +397,7 @@ class Publisher:
             self._abort_transaction(producer, 30)
         self.fenced = _is_fencing(_purge(producer)) or self.fenced
         detail = "; ".join(self.errors[:5])
+        hint = self._replica_shortfall() if "timed out" in detail or "unacknowledged" in reason else ""
         if self.fenced:
             raise ProducerFencedError(
                 f"this attempt was fenced: a newer producer with transactional.id {self.transactional_id!r} "
@@ -384,6 +409,7 @@ class Publisher:
         raise KafkaPublishError(
             f"publishing to topic {self.topic!r} failed: {reason}"
             + (f" (first errors: {detail})" if detail else "")
+            + hint
             + f". At least {self.acked} of {self.produced} records were acknowledged before the failure; the "
             f"watermark was not moved, so a retry re-sends them with the same keys and headers."
         )

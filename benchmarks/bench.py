@@ -3,15 +3,21 @@
 Run from the repository root::
 
     .venv/bin/python benchmarks/bench.py --rows 100000 --cols 10
+    .venv/bin/python benchmarks/bench.py --rows 100000 --cols 10 --broker kafka
 
-One run starts a Kafka-protocol broker (Tansu) and the local Sheets v4 server, the server in its own
-process so that its memory is not counted, then measures each path in its own child process:
+One run starts a Kafka-protocol broker and the local Sheets v4 server, the server in its own
+process so that its memory is not counted, then measures each path in its own child process.
+``--broker tansu`` (the default) is the pip-only Tansu broker; ``--broker kafka`` is Apache Kafka
+(a JVM, KRaft, one node; needs Java, and Maven to fetch its jars once). The paths:
 
 * ``sheets_read``: ``SheetsReader.read`` of the whole tab with nothing done to the pages: the pace
   at which the local Sheets server can serve rows, a ceiling for every path that reads the sheet;
 * ``raw``: rows already in memory → ``json.dumps`` → confluent-kafka (idempotent, ``linger.ms=50``),
   the raw limit of this machine; ``raw_headers`` adds the operator's ten headers (provenance and row);
-* ``noop``: a task that does nothing, run through the same ``dag.test()`` harness (the RSS baseline);
+* ``noop``: a task that does nothing, run through the same ``dag.test()`` harness in a child that
+  imports the same modules: the baseline of memory (RSS over no-op) and of the whole-task figures,
+  repeated like the throughput paths, after an unrecorded warm-up child (the run's first
+  ``dag.test()`` writes the DAGs to the fresh metadata DB);
 * ``operator``: ``SheetToKafkaOperator.execute`` on the whole tab (first load), through ``dag.test()``
   with a migrated SQLite metadata DB, so the watermark Variable is really read and written;
 * ``operator_small``: the same on a tab a tenth of the size (memory must stay flat as a sheet grows);
@@ -19,8 +25,23 @@ process so that its memory is not counted, then measures each path in its own ch
 * ``hook_async`` / ``hook_sync``: ``GSheetsHook.get_values`` of the whole tab and
   ``ProduceToTopicOperator`` with ``synchronous=False`` / ``True`` (the latter on 5,000 rows).
 
-Results go to ``benchmarks/results/bench.json`` and ``benchmarks/results/bench.md``. This is a
-benchmark, not a test: it asserts nothing, it reports.
+Two kinds of time are reported. "Execute" seconds are measured inside the task: the operator's
+``execute`` summary (``duration_s``), the hook path from ``get_values`` to the final flush. The
+whole-task figures are what a user's task really costs: the parent times every child process
+from its spawn to its exit (``time.perf_counter`` around it, CPU from ``RUSAGE_CHILDREN``, so the
+child's own children count), and for the ``dag.test()`` paths subtracts the same figures of the
+``noop`` child: what is left is the task's own cost beyond a task that does nothing (Python's and
+Airflow's start, the imports and ``dag.test()``'s bookkeeping cancel out; the task's teardown, e.g.
+freeing the hook path's rows, stays in; a repeated path's whole-process figures are the medians of
+its runs). Rows/s and the ratio to ``hook_async`` are given both ways, and the incremental run as
+whole-task seconds over the no-op task's.
+
+The report records the broker and its version, and the CPU seconds of the broker process (the JVM
+for Kafka; read with psutil from its pid, its children included) and of the Sheets server, during
+each path and over the whole run.
+
+Results go to ``benchmarks/results/bench.json`` and ``benchmarks/results/bench.md`` (``--results``
+to write them elsewhere). This is a benchmark, not a test: it asserts nothing, it reports.
 """
 
 from __future__ import annotations
@@ -318,7 +339,8 @@ def _child_noop(spec: dict[str, Any]) -> dict[str, Any]:
         PythonOperator(task_id="task", python_callable=lambda: None)
     started = time.perf_counter()
     _run_dag(dag, "task")
-    return {"rows": 0, "seconds": time.perf_counter() - started}
+    seconds = time.perf_counter() - started
+    return {"rows": 0, "seconds": seconds, "dag_test_s": seconds}
 
 
 def _child_operator(spec: dict[str, Any]) -> dict[str, Any]:
@@ -353,7 +375,7 @@ def _child_operator(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "rows": summary["rows_published"],
         "seconds": summary["duration_s"],
-        "wall_seconds": time.perf_counter() - started,
+        "dag_test_s": time.perf_counter() - started,
         "sheets_requests": summary["sheets_requests"],
         "pages": summary["pages"],
         "watermark_after": summary["watermark_after"],
@@ -400,7 +422,9 @@ def _child_hook(spec: dict[str, Any]) -> dict[str, Any]:
                 "cols": spec["cols"],
             },
         )
-    return _run_dag(dag, "task")
+    started = time.perf_counter()
+    result = _run_dag(dag, "task")
+    return {**result, "dag_test_s": time.perf_counter() - started}
 
 
 _CHILDREN = {
@@ -437,6 +461,30 @@ def child_main(kind: str, spec: dict[str, Any], result_path: str) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
+def _tree_cpu_seconds(pid: int) -> float:
+    """
+    CPU seconds (user + system, every thread) of process ``pid`` and of its live descendants, plus
+    those of the children it already waited for: a JVM's or Tansu's, read with psutil.
+    """
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in (root, *root.children(recursive=True)):
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:  # ended between listing and reading
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def _rusage_children_cpu() -> float:
+    """CPU seconds of this process's children that ended and were waited for (theirs included)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.args = args
@@ -449,14 +497,8 @@ class Bench:
         self.helpers: dict[str, int] = {}
 
     def helper_cpu(self) -> dict[str, float]:
-        """CPU seconds (user + system) each helper process has used so far."""
-        import psutil
-
-        out = {}
-        for name, pid in self.helpers.items():
-            times = psutil.Process(pid).cpu_times()
-            out[name] = times.user + times.system
-        return out
+        """CPU seconds (user + system) each helper process has used so far, its children included."""
+        return {name: _tree_cpu_seconds(pid) for name, pid in self.helpers.items()}
 
     def airflow_env(self, bootstrap: str) -> dict[str, str]:
         from airflow_provider_sheets.devkit.airflow_home import airflow_env, migrate
@@ -483,6 +525,9 @@ class Bench:
         print(f"  {name} …", end="", flush=True)
         helpers_before = self.helper_cpu()
         with open(log_path, "wb") as log:
+            # the whole child process, spawn to exit, on the same clock for every path
+            cpu_before = _rusage_children_cpu()
+            started = time.perf_counter()
             proc = subprocess.run(
                 [sys.executable, __file__, "--child", kind, "--spec", json.dumps(spec), "--result", str(result_path)],
                 env=self.env,
@@ -491,17 +536,23 @@ class Bench:
                 timeout=3600,
                 cwd=REPO,
             )
+            process_wall_s = time.perf_counter() - started
+            process_cpu_s = _rusage_children_cpu() - cpu_before
         if proc.returncode or not result_path.exists():
             tail = log_path.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{name} failed (exit {proc.returncode}); log {log_path}:\n{tail}")
         result = json.loads(result_path.read_text())
+        result["process_wall_s"] = round(process_wall_s, 3)
+        result["process_cpu_s"] = round(process_cpu_s, 2)
         result["helper_cpu_seconds"] = {
             helper: round(seconds - helpers_before[helper], 2) for helper, seconds in self.helper_cpu().items()
         }
         result["rows_per_s"] = round(result["rows"] / result["seconds"], 1) if result["seconds"] else None
         self.results[name] = result
         print(
-            f" {result['rows']} rows in {result['seconds']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB", flush=True
+            f" {result['rows']} rows in {result['seconds']:.2f} s (whole process {process_wall_s:.2f} s, "
+            f"{process_cpu_s:.2f} CPU s), peak RSS {result['peak_rss_mb']:.0f} MB",
+            flush=True,
         )
         return result
 
@@ -515,7 +566,8 @@ class Bench:
         """
         Run a path ``--repeat`` times, each in a fresh process (``make_spec(run)`` gives each its own
         topic), and keep the run of median time as the path's result, with every run's figures
-        under ``runs``; peak memory is the highest of all runs.
+        under ``runs``; peak memory is the highest of all runs, whole-process wall and CPU seconds
+        the medians of all runs.
         """
         runs = []
         for run in range(1, self.args.repeat + 1):
@@ -531,13 +583,17 @@ class Bench:
             **median,
             "peak_rss_mb": max(result["peak_rss_mb"] for result in runs),
             "children_peak_uss_mb": max(result.get("children_peak_uss_mb", 0) for result in runs),
-            "runs": [
-                {key: result.get(key) for key in ("seconds", "rows_per_s", "cpu_seconds", "peak_rss_mb")}
-                for result in runs
-            ],
+            "runs": [{key: result.get(key) for key in _RUN_KEYS} for result in runs],
+            # the whole-task figures take each of these as the median of its own runs
+            "process_wall_s_median": sorted(result["process_wall_s"] for result in runs)[len(runs) // 2],
+            "process_cpu_s_median": sorted(result["process_cpu_s"] for result in runs)[len(runs) // 2],
         }
         self.results[name] = chosen
         return chosen
+
+
+#: what each run of a repeated path keeps under ``runs``
+_RUN_KEYS = ("seconds", "rows_per_s", "cpu_seconds", "process_wall_s", "process_cpu_s", "peak_rss_mb")
 
 
 def _topic(broker) -> str:
@@ -546,7 +602,8 @@ def _topic(broker) -> str:
     return name
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the wanted paths: their results by name, and what the broker was and used."""
 
     only = set(args.only.split(",")) if args.only else None
 
@@ -564,12 +621,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> dict[str, Any]:
-    from airflow_provider_sheets.devkit.broker import LocalBroker
+def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tuple[dict[str, Any], dict[str, Any]]:
+    from airflow_provider_sheets.devkit.broker import make_broker
 
     bench = Bench(args, work)
-    print(f"starting broker and Sheets server ({args.rows} + {small_rows} rows × {args.cols} cols) …", flush=True)
-    with LocalBroker(log_path=work / "tansu.log") as broker:
+    print(
+        f"starting the {args.broker} broker and Sheets server ({args.rows} + {small_rows} rows × {args.cols} cols) …",
+        flush=True,
+    )
+    with make_broker(args.broker, log_path=work / f"{args.broker}.log") as broker:
+        broker_info: dict[str, Any] = {
+            "kind": args.broker,
+            "version": broker.version,
+            # what its start took (a JVM's is most of it), before any path ran
+            "cpu_s_at_start": round(_tree_cpu_seconds(broker.process.pid), 2),
+        }
+        print(f"  {broker.version} on {broker.bootstrap_servers}", flush=True)
         server = SheetsServerProcess(args.rows, small_rows, args.cols)
         bench.helpers = {"server": server.process.pid, "broker": broker.process.pid}
         try:
@@ -583,7 +650,13 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> di
                 "profile": str(work / "operator.pstats") if args.profile else None,
             }
             if wanted("noop"):
-                bench.child("noop", "noop", base)
+                # The first dag.test() of a run writes the DAG file's DAGs to the fresh metadata DB (later
+                # ones find them unchanged) and meets cold caches: an unrecorded warm-up child takes that,
+                # so the no-op baseline is what the other dag.test() paths see.
+                bench.child("warmup", "noop", base)
+                del bench.results["warmup"]
+                # the baseline of the whole-task figures: repeated like the paths it is subtracted from
+                bench.repeated("noop", "noop", lambda _: base)
             if wanted("sheets_read"):
                 spec = {**base, **operator_extra, "spreadsheet_id": SPREADSHEET_ID}
                 bench.child("sheets_read", "read", spec)
@@ -640,9 +713,12 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> di
             if wanted("operator_small"):
                 spec = {**base, **operator_extra, "spreadsheet_id": SMALL_ID, "topic": _topic(broker), "profile": None}
                 bench.child("operator_small", "operator", spec)
+            # from the broker's start to the end of the last path (its shutdown is not counted)
+            broker_info["cpu_s_total"] = round(_tree_cpu_seconds(broker.process.pid), 2)
+            broker_info["cpu_s_during_paths"] = round(broker_info["cpu_s_total"] - broker_info["cpu_s_at_start"], 2)
         finally:
             server.stop()
-    return bench.results
+    return bench.results, broker_info
 
 
 def _server_stats(server: SheetsServerProcess) -> dict[str, Any]:
@@ -659,7 +735,41 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
 
 
-def summarize(args: argparse.Namespace, results: dict[str, Any], command: str) -> dict[str, Any]:
+#: the paths run through ``dag.test()`` like the no-op task, so the no-op child is their baseline
+_DAG_KINDS = ("noop", "operator", "hook")
+
+
+def _whole_task(results: dict[str, Any]) -> None:
+    """
+    Add to every ``dag.test()`` path its whole-task figures: the child process's wall and CPU
+    seconds (medians of the runs of a repeated path) minus the no-op child's, and rows/s on that
+    wall time.
+    """
+
+    def wall(result: dict[str, Any]) -> float:
+        return result.get("process_wall_s_median", result["process_wall_s"])
+
+    def cpu(result: dict[str, Any]) -> float:
+        return result.get("process_cpu_s_median", result["process_cpu_s"])
+
+    noop = results.get("noop")
+    for name, result in results.items():
+        if name == "noop" or result.get("dag_test_s") is None or noop is None:
+            continue
+        over = wall(result) - wall(noop)
+        result["task_s_over_noop"] = round(over, 3)
+        result["task_cpu_s_over_noop"] = round(cpu(result) - cpu(noop), 2)
+        result["task_rows_per_s"] = round(result["rows"] / over, 1) if over > 0 and result["rows"] else None
+    for result in results.values():
+        if "task_rows_per_s" in result:
+            result["task_vs_hook_async"] = _ratio(
+                result["task_rows_per_s"], results.get("hook_async", {}).get("task_rows_per_s")
+            )
+
+
+def summarize(
+    args: argparse.Namespace, results: dict[str, Any], broker: dict[str, Any], command: str
+) -> dict[str, Any]:
     def rps(name: str) -> float | None:
         return results.get(name, {}).get("rows_per_s")
 
@@ -673,10 +783,16 @@ def summarize(args: argparse.Namespace, results: dict[str, Any], command: str) -
             result["rss_over_noop_mb"] = round(result["peak_rss_mb"] - noop + result.get("children_peak_uss_mb", 0), 1)
         result["vs_raw"] = _ratio(result.get("rows_per_s"), rps("raw"))
         result["vs_hook_async"] = _ratio(result.get("rows_per_s"), rps("hook_async"))
+    _whole_task(results)
+    whole_task: dict[str, Any] = {}
     checks: dict[str, Any] = {}
     if "operator" in results:
         operator = results["operator"]
+        whole_task["operator_task_rows_per_s"] = operator.get("task_rows_per_s")
+        whole_task["operator_task_vs_hook_async"] = operator.get("task_vs_hook_async")
+        whole_task["operator_execute_vs_hook_async"] = operator.get("vs_hook_async")
         checks["operator_vs_hook_async >= 2.5"] = operator.get("vs_hook_async")
+        checks["operator whole task vs hook whole task >= 2.5"] = operator.get("task_vs_hook_async")
         checks["operator_vs_raw >= 0.7"] = operator.get("vs_raw")
         checks["operator_rss_over_noop_mb <= 100"] = operator.get("rss_over_noop_mb")
     if "operator" in results and "operator_small" in results and noop:
@@ -686,17 +802,22 @@ def summarize(args: argparse.Namespace, results: dict[str, Any], command: str) -
         incremental = results["incremental"]
         checks["incremental_sheets_requests <= 3"] = incremental["server"]["requests"]
         checks["incremental_execute_s < 1"] = incremental["seconds"]
+        whole_task["incremental_task_s_over_noop"] = incremental.get("task_s_over_noop")
+        checks["incremental whole task over no-op s < 0.3"] = incremental.get("task_s_over_noop")
+        whole_task["incremental_execute_s"] = incremental["seconds"]
     return {
         "command": command,
         "rows": args.rows,
         "cols": args.cols,
         "repeat": args.repeat,
+        "broker": broker,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "load_avg_at_end": os.getloadavg(),
         },
         "checks": checks,
+        "whole_task": whole_task,
         "results": results,
     }
 
@@ -708,6 +829,10 @@ def markdown(report: dict[str, Any]) -> str:
         "```",
         report["command"],
         "```",
+        "",
+        _broker_line(report.get("broker", {})),
+        "",
+        "## Inside the task",
         "",
         "| path | rows | seconds | each run s | rows/s | × raw | × hook async | CPU s | server CPU s | broker CPU s "
         "| peak RSS MB | child USS MB | RSS over no-op MB | Sheets requests |",
@@ -730,6 +855,7 @@ def markdown(report: dict[str, Any]) -> str:
         )
     lines += ["", "| check | measured |", "| --- | ---: |"]
     lines += [f"| {name} | {value} |" for name, value in report["checks"].items()]
+    lines += _whole_task_lines(report, cell)
     lines += [
         "",
         f"Machine: {report['machine']['cpus']} CPUs, Python {report['machine']['python']}, load average at the end "
@@ -742,22 +868,110 @@ def markdown(report: dict[str, Any]) -> str:
         "process) held alone, added to RSS over no-op; the Sheets server runs in its own process and is not "
         "counted. CPU s is the child's own and its children's (every thread, Airflow's start included); server "
         "and broker CPU s are what the Sheets server and the broker used while the path ran: all of them share "
-        "the machine's cores.",
+        "the machine's cores. Broker CPU s is read with psutil from the broker's pid (for Kafka, the JVM), its "
+        "children included.",
         "",
     ]
     return "\n".join(lines)
 
 
+def _broker_line(broker: dict[str, Any]) -> str:
+    if not broker:
+        return "Broker: not recorded."
+    line = f"Broker: {broker['version']} (`--broker {broker['kind']}`)"
+    if broker.get("cpu_s_total") is not None:
+        line += (
+            f"; its process used {broker['cpu_s_total']:.2f} CPU s from its start to the end of the last path "
+            f"({broker['cpu_s_at_start']:.2f} s of it starting up, {broker['cpu_s_during_paths']:.2f} s while "
+            "the paths ran, topic creation included)"
+        )
+    return line + "."
+
+
+def _whole_task_lines(report: dict[str, Any], cell: Callable[..., str]) -> list[str]:
+    """The second table: each ``dag.test()`` child process as a whole, over the no-op task's."""
+    results = report["results"]
+    rows = {name: r for name, r in results.items() if r.get("dag_test_s") is not None}
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## What a user's task really costs: the whole task process, minus the no-op task",
+        "",
+        "| path | rows | whole process wall s | each run wall s | whole process CPU s | wall over no-op s "
+        "| CPU over no-op s | rows/s on wall over no-op | × hook async, whole task | × hook async, execute only "
+        "| execute s | broker CPU s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in rows.items():
+        each = " / ".join(f"{run['process_wall_s']:.2f}" for run in r.get("runs", []))
+        execute = None if name == "noop" else r["seconds"]
+        lines.append(
+            f"| {name} | {r['rows']:,} | {r.get('process_wall_s_median', r['process_wall_s']):.2f} | {each} | "
+            f"{r.get('process_cpu_s_median', r['process_cpu_s']):.2f} | "
+            f"{cell(r.get('task_s_over_noop'), '{:.2f}')} | {cell(r.get('task_cpu_s_over_noop'), '{:.2f}')} | "
+            f"{cell(r.get('task_rows_per_s'), '{:,.0f}')} | {cell(r.get('task_vs_hook_async'))} | "
+            f"{cell(None if name == 'noop' else r.get('vs_hook_async'))} | {cell(execute, '{:.2f}')} | "
+            f"{cell(r.get('helper_cpu_seconds', {}).get('broker'))} |"
+        )
+    headline = report.get("whole_task", {})
+    lines.append("")
+    if headline.get("operator_task_rows_per_s") is not None or headline.get("operator_task_vs_hook_async"):
+        lines.append(
+            f"- First load, whole task: {cell(headline.get('operator_task_rows_per_s'), '{:,.0f}')} rows/s, "
+            f"{cell(headline.get('operator_task_vs_hook_async'))}× the hook path measured the same way "
+            f"(execute only: {cell(headline.get('operator_execute_vs_hook_async'))}×)."
+        )
+    if headline.get("incremental_task_s_over_noop") is not None:
+        lines.append(
+            f"- Incremental run ({INCREMENTAL_ROWS} rows appended): {headline['incremental_task_s_over_noop']:.2f} s "
+            f"of whole task over the no-op task's ({headline['incremental_execute_s']:.2f} s inside `execute`)."
+        )
+    noop = results.get("noop")
+    lines += [
+        "",
+        "Whole process: the parent's `time.perf_counter` from spawning the child process to its exit, and its "
+        "CPU seconds from `RUSAGE_CHILDREN` (the child's own children included), the same clock for every path. "
+        + (
+            "The no-op task's child "
+            f"({noop.get('process_wall_s_median', noop['process_wall_s']):.2f} s, "
+            f"{noop.get('process_cpu_s_median', noop['process_cpu_s']):.2f} CPU s: Python's and Airflow's start, "
+            "the same imports, `dag.test()` of a task that does nothing; run after an unrecorded warm-up child) "
+            "is subtracted, "
+            if noop
+            else "Without the `noop` path nothing is subtracted, "
+        )
+        + "so what is left is what the task itself costs, its teardown included. × hook async compares rows/s "
+        "with `hook_async` (GSheetsHook + ProduceToTopicOperator) taken the same way; execute only is the ratio "
+        "of the first table. Whole-process wall and CPU s of a repeated path are the medians of its runs (each "
+        "run wall s lists them all); execute s and broker CPU s are those of its run of median execute time. "
+        "A wall over no-op at or below zero (noise on a small run) has no rows/s. Broker CPU s is what the "
+        "broker used while the path ran.",
+    ]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from airflow_provider_sheets.devkit.broker import BROKER_KINDS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000, help="data rows of the big tab")
     parser.add_argument("--cols", type=int, default=10, help="text columns per row")
     parser.add_argument("--only", help="comma-separated paths to run (default: all)")
     parser.add_argument(
+        "--broker",
+        choices=BROKER_KINDS,
+        default="tansu",
+        help="the broker: tansu (pip-only, the default) or kafka (Apache Kafka, needs Java and Maven)",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=3,
-        help="runs of each throughput path (raw, raw_headers, hook_async, operator); the run of median time counts",
+        help="runs of each throughput path (raw, raw_headers, hook_async, operator) and of the no-op baseline; "
+        "the run of median time counts",
     )
     parser.add_argument("--page-size", type=int, help="the operator's page_size (default: its own)")
     parser.add_argument("--producer-config", help="JSON librdkafka settings passed as the operator's producer_config")
@@ -778,12 +992,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         child_main(args.child, json.loads(args.spec), args.result)
         return
-    sys.path.insert(0, str(REPO))
     python = Path(sys.executable)
     shown = os.path.relpath(python, Path.cwd()) if python.is_relative_to(Path.cwd()) else str(python)
     command = shlex.join([shown, os.path.relpath(__file__), *(argv if argv is not None else sys.argv[1:])])
-    results = run(args)
-    report = summarize(args, results, command)
+    results, broker = run(args)
+    report = summarize(args, results, broker, command)
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)

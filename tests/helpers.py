@@ -34,8 +34,8 @@ def consume_all(
     """
     Every record of ``topic`` from offset 0, across all partitions, sorted by sheet row.
 
-    Reads until no record arrives for ``idle`` seconds (the local broker's high-watermark offsets
-    are not reliable, so they are not used); with ``expected``, waits up to ``timeout`` for at
+    Reads until no record arrives for ``idle`` seconds (not to the high watermarks: Tansu, the
+    broker of a laptop without Java, reports wrong ones); with ``expected``, waits up to ``timeout`` for at
     least that many records first, then ``idle`` more to catch any extra (duplicate) record.
     """
     from confluent_kafka import Consumer, TopicPartition
@@ -77,6 +77,14 @@ def consume_all(
         return sorted(out, key=lambda m: (m.row, m.partition, m.offset))
     finally:
         consumer.close()
+
+
+def use_kafka(monkeypatch, bootstrap_servers: str, conn_id: str = "kafka_default") -> None:
+    """Point the Airflow connection ``conn_id`` (type ``kafka``, from the environment) at these brokers."""
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}",
+        json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": bootstrap_servers}}),
+    )
 
 
 @dataclass

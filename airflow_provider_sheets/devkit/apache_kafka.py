@@ -100,7 +100,10 @@ def classpath(version: str | None = None) -> Path:
 
 
 def _cluster_id() -> str:
-    """A Kafka ``Uuid`` as the storage tool wants it: 16 random bytes, URL-safe base64, no padding."""
+    """A Kafka ``Uuid`` as the storage tool wants it: 16 random bytes, URL-safe base64, no padding.
+
+    It may start with ``-``, so it is passed as ``--cluster-id=…``, never as a separate argument.
+    """
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
@@ -111,7 +114,9 @@ class ApacheKafkaBroker(BrokerProcess):
     :param data_dir: the log directory (default: a new temporary one, removed by :meth:`cleanup`).
     :param version: the Kafka version (default: the one pinned in the pom).
     :param heap: the JVM heap (``-Xmx``).
-    :param overrides: more ``server.properties`` settings, e.g. ``{"min.insync.replicas": "2"}``.
+    :param overrides: more ``server.properties`` settings, e.g. ``{"broker.session.timeout.ms": "2000"}``.
+    :param controller: join this node's cluster as a broker-only node (``node_id`` 2, 3, …) instead
+        of starting a cluster of one: the way to have replicas that can fall out of the ISR.
     """
 
     kind = "kafka"
@@ -125,10 +130,15 @@ class ApacheKafkaBroker(BrokerProcess):
         version: str | None = None,
         heap: str = "768m",
         overrides: dict[str, str] | None = None,
+        controller: ApacheKafkaBroker | None = None,
+        node_id: int = 1,
     ) -> None:
         super().__init__(host, port, log_path)
-        self.kafka_version = version or kafka_version()
-        self.controller_port = free_port(host)
+        self.kafka_version = version or (controller.kafka_version if controller else kafka_version())
+        self.controller = controller
+        self.node_id = node_id
+        self.controller_port = controller.controller_port if controller else free_port(host)
+        self.cluster_id = controller.cluster_id if controller else _cluster_id()
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="apache-kafka-"))
         self.heap = heap
@@ -140,11 +150,12 @@ class ApacheKafkaBroker(BrokerProcess):
 
     def server_properties(self) -> dict[str, str]:
         listener = f"PLAINTEXT://{self.host}:{self.port}"
+        controller_host = self.controller.host if self.controller else self.host
         props = {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
-            "listeners": f"{listener},CONTROLLER://{self.host}:{self.controller_port}",
+            "process.roles": "broker" if self.controller else "broker,controller",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": f"1@{controller_host}:{self.controller_port}",
+            "listeners": listener if self.controller else f"{listener},CONTROLLER://{self.host}:{self.controller_port}",
             "advertised.listeners": listener,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
@@ -183,7 +194,8 @@ class ApacheKafkaBroker(BrokerProcess):
         if (self.data_dir / "logs" / "meta.properties").is_file():
             return  # formatted before: a restart on the same data
         result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config), libs=libs),
+            self._java("kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}", "-c", str(config),
+                       libs=libs),
             capture_output=True, text=True, timeout=120, check=False,
         )
         if result.returncode != 0:

@@ -119,17 +119,15 @@ class BrokerProcess:
         return {"bootstrap.servers": self.bootstrap_servers, **extra}
 
     def create_topics(
-        self, names: Iterable[str], partitions: int = 1, config: dict[str, str] | None = None
+        self, names: Iterable[str], partitions: int = 1, config: dict[str, str] | None = None, replication: int = 1
     ) -> None:
         """Create topics (auto-creation is off); existing ones are kept."""
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient, NewTopic
 
         admin = AdminClient(self.client_config())
-        futures = admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {}) for name in names],
-            operation_timeout=10,
-        )
+        topics = [NewTopic(name, partitions, replication, config=config or {}) for name in names]
+        futures = admin.create_topics(topics, operation_timeout=10)
         for name, future in futures.items():
             try:
                 future.result(timeout=15)

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from airflow_provider_sheets.devkit.airflow_home import airflow_env, migrate
+from airflow_provider_sheets.devkit.broker import BROKER_KINDS, make_broker
 
 SPREADSHEET_ID = "demo-forms-responses"
 TOPIC = "form-responses"
@@ -92,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--initial-rows", type=int, default=12)
     parser.add_argument("--new-rows", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the temporary AIRFLOW_HOME")
+    parser.add_argument(
+        "--broker", choices=BROKER_KINDS, default="tansu",
+        help="tansu (pip-only, the default) or kafka (Apache Kafka; needs Java, fetches its jars with Maven)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -99,19 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     if not (dags_folder / "sheets_to_kafka.py").is_file():
         parser.error(f"{dags_folder} has no sheets_to_kafka.py; run from a checkout or pass --dags-folder")
 
-    from airflow_provider_sheets.devkit.broker import LocalBroker
     from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, as_submitted, forms_rows
     from airflow_provider_sheets.devkit.sheets_server import SheetsServer
 
     home = Path(tempfile.mkdtemp(prefix="sheets-demo-airflow-"))
     try:
-        with SheetsServer() as sheets, LocalBroker(log_path=home / "broker.log") as broker:
+        with SheetsServer() as sheets, make_broker(args.broker, log_path=home / "broker.log") as broker:
             sheets.create_spreadsheet(
                 SPREADSHEET_ID, {FORMS_TAB: [FORMS_HEADER, *forms_rows(args.initial_rows)]}, title="Meetup feedback"
             )
             broker.create_topics([TOPIC], partitions=3)
             _say(f"Sheets v4 server: {sheets.url}  (spreadsheet {SPREADSHEET_ID!r}, tab {FORMS_TAB!r})")
-            _say(f"Kafka broker:     {broker.bootstrap_servers}  (topic {TOPIC!r}, 3 partitions)")
+            _say(f"Kafka broker:     {broker.bootstrap_servers}  ({broker.version}; topic {TOPIC!r}, 3 partitions)")
             os.environ["AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT"] = json.dumps(
                 {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True}}
             )

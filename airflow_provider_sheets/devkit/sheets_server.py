@@ -546,9 +546,11 @@ class _Fault:
 class Hold:
     """One API request held before it is answered (see :meth:`SheetsServer.hold_next`)."""
 
-    def __init__(self, kind: str | None, timeout: float) -> None:
+    def __init__(self, kind: str | None, timeout: float, skip: int = 0) -> None:
         self.kind = kind
         self.timeout = timeout
+        #: matching requests still to let through before the one held
+        self.skip = skip
         #: set when the held request has arrived (it then waits for :meth:`release`).
         self.arrived = threading.Event()
         self._released = threading.Event()
@@ -833,13 +835,15 @@ class SheetsServer:
         with self._lock:
             self._faults.append(_Fault(status, count, pattern, message))
 
-    def hold_next(self, kind: str | None = None, timeout: float = 300.0) -> Hold:
+    def hold_next(self, kind: str | None = None, timeout: float = 300.0, skip: int = 0) -> Hold:
         """Hold the next API request (of ``kind``, e.g. ``"values.batchGet"``) unanswered until released.
 
         The client sees a slow response, as from a stalled network: the way to freeze a caller at a
         known point. The request is answered normally after :meth:`Hold.release` (or ``timeout``).
+
+        :param skip: let this many matching requests through first (hold the second page: ``skip=1``).
         """
-        hold = Hold(kind, timeout)
+        hold = Hold(kind, timeout, skip)
         with self._lock:
             self._holds.append(hold)
         return hold
@@ -909,7 +913,10 @@ class SheetsServer:
                 if fault.remaining <= 0:
                     self._faults.remove(fault)
             hold = next((h for h in self._holds if is_api and h.kind in (None, kind)), None)
-            if hold is not None:
+            if hold is not None and hold.skip > 0:
+                hold.skip -= 1
+                hold = None
+            elif hold is not None:
                 self._holds.remove(hold)
         if hold is not None:
             hold._wait()

@@ -18,8 +18,8 @@ import uuid
 import pytest
 
 from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, forms_rows
-from tests.conftest import REPO
-from tests.helpers import consume_all, get_variable, run_operator
+from tests.conftest import BROKER_KIND, REPO, needs_apache_kafka
+from tests.helpers import consume_all, get_variable, run_operator, use_kafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 
@@ -51,78 +51,169 @@ def _rows_of(messages) -> list[int]:
 # -- faults -----------------------------------------------------------------------------------
 
 
-def test_broker_killed_mid_run_then_rerun_loses_nothing(connections, sheets_server, tmp_path, monkeypatch, capfd):
-    from airflow_provider_sheets.devkit.broker import LocalBroker
-
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+def test_broker_killed_mid_run_then_restarted_loses_nothing(
+    delivery, connections, sheets_server, spare_broker, monkeypatch, capfd
+):
+    """
+    SIGKILL of the broker while a run publishes: the task fails and the watermark stays. The broker
+    restarts on the same log directory (Apache Kafka; Tansu's memory storage starts empty) and the
+    rerun loses nothing: at least once, only rows after the watermark (here: all) may repeat;
+    exactly once, a ``read_committed`` consumer sees every row once (the killed run's transaction
+    is aborted when the rerun's producer takes its transactional id over).
+    """
+    if delivery == "exactly_once" and BROKER_KIND != "kafka":
+        pytest.skip("needs Apache Kafka: Tansu shows aborted records to read_committed consumers")
     total = 3000
     sid = _sheet(sheets_server, forms_rows(total))
-    own = LocalBroker(log_path=tmp_path / "tansu.log").start()
+    own = spare_broker
+    name = f"killed-{uuid.uuid4().hex[:8]}"
+    own.create_topics([name, f"{name}.state"], partitions=3)
+    use_kafka(monkeypatch, own.bootstrap_servers)
+    kwargs = {
+        "spreadsheet_id": sid,
+        "topic": name,
+        "api_endpoint": connections["api_endpoint"],
+        "page_size": 100,
+        "producer_config": {"socket.connection.setup.timeout.ms": 1000, "linger.ms": 0},
+        "flush_timeout": 8,
+        "delivery": delivery,
+    }
+    key = f"sheets_to_kafka.{sid}.gid0.{name}"
+    sheets_server.latency = 0.05  # ~30 pages: the broker dies while pages are still being read
     try:
-        own.create_topics(["responses"], partitions=3)
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_KAFKA_DEFAULT",
-            json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": own.bootstrap_servers}}),
-        )
-        kwargs = {
-            "spreadsheet_id": sid,
-            "topic": "responses",
-            "api_endpoint": connections["api_endpoint"],
-            "page_size": 100,
-            "producer_config": {"socket.connection.setup.timeout.ms": 1000},
-            "flush_timeout": 8,
-        }
-        sheets_server.latency = 0.05  # ~30 pages: the broker dies while pages are still being read
-        killer = threading.Timer(0.8, own.stop, kwargs={"kill": True})
         capfd.readouterr()
-        killer.start()
-        failed = run_operator(**kwargs)
-        killer.join()
+        with _killed_when_rows_arrive(own, name):
+            failed = run_operator(**kwargs)
         sheets_server.latency = 0
         assert failed.state == "failed"
-        key = f"sheets_to_kafka.{sid}.gid0.responses"
         assert get_variable(key) is None, "the watermark must not move when delivery failed"
         log = "".join(capfd.readouterr())
         assert "KafkaPublishError" in log, log[-4000:]
 
-        own.start()  # same port, empty memory storage
-        own.create_topics(["responses"], partitions=3)
+        own.start()  # same port, same log directory
+        own.create_topics([name, f"{name}.state"], partitions=3)
         ok = run_operator(**kwargs)
         assert ok.state == "success"
-        got = consume_all(own.bootstrap_servers, "responses", expected=total, idle=2.0)
-        assert _rows_of(got) == list(range(2, total + 2)), "every row exactly once, nothing late from the failed run"
+        isolation = {"isolation.level": "read_committed"}
+        rows = _rows_of(consume_all(own.bootstrap_servers, name, expected=total, idle=2.0, **isolation))
+        assert sorted(set(rows)) == list(range(2, total + 2)), "no row lost"
+        if delivery == "exactly_once":
+            assert rows == list(range(2, total + 2)), "every row exactly once, nothing of the killed run"
         assert get_variable(key)["last_row"] == total + 1
     finally:
         sheets_server.latency = 0
-        own.stop()
 
 
-def test_records_count_as_acknowledged_only_once_the_broker_acknowledged_them(tmp_path, monkeypatch):
+class _killed_when_rows_arrive:  # noqa: N801 - used as a context manager, reads as a phrase
+    """SIGKILL ``broker`` once some records of ``topic`` are in its log (from a watcher thread)."""
+
+    def __init__(self, broker, topic: str, rows: int = 200) -> None:
+        self.broker, self.topic, self.rows = broker, topic, rows
+        self.stop = threading.Event()
+        self.killed = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+        consumer = Consumer({"bootstrap.servers": self.broker.bootstrap_servers, "group.id": uuid.uuid4().hex,
+                             "isolation.level": "read_uncommitted"})
+        try:
+            while not self.stop.is_set():
+                try:
+                    ends = [consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5)[1]
+                            for p in range(3)]
+                except KafkaException:  # partitions not led yet: the topic was just made
+                    ends = []
+                if sum(ends) >= self.rows:
+                    self.broker.stop(kill=True)
+                    self.killed.set()
+                    return
+                time.sleep(0.05)
+        finally:
+            consumer.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        assert self.killed.is_set(), "the broker was not killed mid-run (the run ended first)"
+
+
+def test_records_count_as_acknowledged_only_once_the_broker_acknowledged_them(spare_broker, monkeypatch):
     """A frozen broker acknowledges nothing: settle() (a checkpoint's wait) claims nothing until it thaws."""
-    from airflow_provider_sheets.devkit.broker import LocalBroker
     from airflow_provider_sheets.kafka import Publisher
 
-    with LocalBroker(log_path=tmp_path / "tansu.log") as own:
-        own.create_topics(["acks"], partitions=3)
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_KAFKA_ACKS",
-            json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": own.bootstrap_servers}}),
-        )
-        publisher = Publisher("acks", "kafka_acks", flush_timeout=30)
+    own = spare_broker
+    name = f"acks-{uuid.uuid4().hex[:8]}"
+    own.create_topics([name], partitions=3)
+    use_kafka(monkeypatch, own.bootstrap_servers, "kafka_acks")
+    publisher = Publisher(name, "kafka_acks", flush_timeout=30)
+    try:
+        publisher.check_topic()
+        own.freeze()
         try:
-            publisher.check_topic()
-            os.kill(own.process.pid, signal.SIGSTOP)
-            try:
-                for row in range(2, 52):
-                    publisher.send(str(row).encode(), b"{}", [("sheets.row", str(row).encode())])
-                assert publisher.settle(1.0) is False, "nothing can be acknowledged by a frozen broker"
-                assert publisher.acked == 0
-            finally:
-                os.kill(own.process.pid, signal.SIGCONT)
-            assert publisher.settle(30.0) is True
-            assert publisher.acked == 50
+            for row in range(2, 52):
+                publisher.send(str(row).encode(), b"{}", [("sheets.row", str(row).encode())])
+            assert publisher.settle(1.0) is False, "nothing can be acknowledged by a frozen broker"
+            assert publisher.acked == 0
         finally:
-            publisher.close()
-        assert _rows_of(consume_all(own.bootstrap_servers, "acks", expected=50)) == list(range(2, 52))
+            own.thaw()
+        assert publisher.settle(30.0) is True
+        assert publisher.acked == 50
+    finally:
+        publisher.close()
+    assert _rows_of(consume_all(own.bootstrap_servers, name, expected=50)) == list(range(2, 52))
+
+
+@pytest.fixture(scope="module")
+def two_node_cluster(tmp_path_factory):
+    """Apache Kafka with a second (broker-only) node, so a replica can fall out of the ISR."""
+    from airflow_provider_sheets.devkit.apache_kafka import ApacheKafkaBroker
+
+    path = tmp_path_factory.mktemp("two-nodes")
+    fast_fencing = {"broker.session.timeout.ms": "2000", "broker.heartbeat.interval.ms": "500"}
+    first = ApacheKafkaBroker(log_path=path / "node1.log", data_dir=path / "node1", overrides=fast_fencing)
+    second = ApacheKafkaBroker(log_path=path / "node2.log", data_dir=path / "node2", controller=first, node_id=2,
+                               overrides=fast_fencing)
+    with first, second:
+        yield first, second
+
+
+@needs_apache_kafka("a one-node stand-in has no replica to lose; Apache Kafka caps min.insync.replicas at the RF")
+def test_min_insync_replicas_unmet_is_a_delivery_failure(connections, sheets_server, two_node_cluster, monkeypatch,
+                                                         capfd):
+    """
+    acks=all on a topic with 2 replicas and ``min.insync.replicas=2`` whose second replica is down:
+    the broker answers NOT_ENOUGH_REPLICAS, the run fails and says so, the watermark stays.
+    """
+    from confluent_kafka.admin import AdminClient
+
+    first, second = two_node_cluster
+    name = f"isr-{uuid.uuid4().hex[:8]}"
+    first.create_topics([name], partitions=1, replication=2, config={"min.insync.replicas": "2"})
+    second.stop(kill=True)
+    deadline = time.monotonic() + 30
+    admin = AdminClient(first.client_config())
+    while len(admin.list_topics(name, timeout=10).topics[name].partitions[0].isrs) > 1:
+        assert time.monotonic() < deadline, "the killed replica never left the ISR"
+        time.sleep(0.2)
+    use_kafka(monkeypatch, first.bootstrap_servers)
+    sid = _sheet(sheets_server, forms_rows(3))
+    result, log = _run(
+        capfd, spreadsheet_id=sid, topic=name, api_endpoint=connections["api_endpoint"],
+        producer_config={"message.timeout.ms": 8000}, flush_timeout=15,
+    )
+    assert result.state == "failed"
+    assert "KafkaPublishError" in log, log[-3000:]
+    assert "under-replicated partitions (partition 0: 1 of 2 replicas in sync)" in log, log[-3000:]
+    assert "min.insync.replicas" in log
+    assert get_variable(f"sheets_to_kafka.{sid}.gid0.{name}") is None
+    assert consume_all(first.bootstrap_servers, name, idle=0.5) == []
 
 
 def test_sheets_429_and_503_bursts_are_retried(connections, sheets_server, broker, topic):
@@ -431,33 +522,30 @@ def test_sigkill_after_publishing_resends_only_the_unacknowledged_tail(connectio
 
 
 @pytest.mark.parametrize("keys_are_rows", [True, False])
-def test_a_page_sent_at_once_waits_for_room_and_loses_nothing(tmp_path, monkeypatch, keys_are_rows):
+def test_a_page_sent_at_once_waits_for_room_and_loses_nothing(spare_broker, monkeypatch, keys_are_rows):
     """send_rows() with a queue of 5 records on a frozen broker: it waits for room, in order."""
-    from airflow_provider_sheets.devkit.broker import LocalBroker
     from airflow_provider_sheets.kafka import Publisher
 
-    with LocalBroker(log_path=tmp_path / "tansu.log") as own:
-        own.create_topics(["page"], partitions=1)
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_KAFKA_PAGE",
-            json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": own.bootstrap_servers}}),
-        )
-        tiny_queue = {"queue.buffering.max.messages": 5}
-        publisher = Publisher("page", "kafka_page", flush_timeout=30, producer_config=tiny_queue)
-        rows = [(row, (str(row) if keys_are_rows else f"k{row}").encode(), b'{"n":%d}' % row) for row in range(2, 52)]
+    own = spare_broker
+    name = f"page-{uuid.uuid4().hex[:8]}"
+    own.create_topics([name], partitions=1)
+    use_kafka(monkeypatch, own.bootstrap_servers, "kafka_page")
+    tiny_queue = {"queue.buffering.max.messages": 5}
+    publisher = Publisher(name, "kafka_page", flush_timeout=30, producer_config=tiny_queue)
+    rows = [(row, (str(row) if keys_are_rows else f"k{row}").encode(), b'{"n":%d}' % row) for row in range(2, 52)]
+    try:
+        publisher.check_topic()
+        own.freeze()
+        thaw = threading.Timer(1.0, own.thaw)
+        thaw.start()
         try:
-            publisher.check_topic()
-            os.kill(own.process.pid, signal.SIGSTOP)
-            thaw = threading.Timer(1.0, os.kill, (own.process.pid, signal.SIGCONT))
-            thaw.start()
-            try:
-                publisher.send_rows(rows, [("sheets.sheet_id", b"0")], keys_are_rows)
-            finally:
-                thaw.join()
-            assert publisher.produced == 50
-            assert publisher.finish() == 50
+            publisher.send_rows(rows, [("sheets.sheet_id", b"0")], keys_are_rows)
         finally:
-            publisher.close()
-        messages = consume_all(own.bootstrap_servers, "page", expected=50)
+            thaw.join()
+        assert publisher.produced == 50
+        assert publisher.finish() == 50
+    finally:
+        publisher.close()
+    messages = consume_all(own.bootstrap_servers, name, expected=50)
     assert [(m.row, m.key) for m in messages] == [(row, key.decode()) for row, key, _ in rows]
     assert {m.headers["sheets.sheet_id"] for m in messages} == {"0"}

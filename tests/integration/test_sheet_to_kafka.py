@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
 
 import pytest
 
 from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, forms_rows
-from tests.helpers import consume_all, get_variable, run_operator
+from tests.helpers import consume_all, get_variable, run_operator, use_kafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 
@@ -148,32 +147,28 @@ def test_default_tab_is_the_first_and_watermark_key_is_per_tab(connections, shee
     assert sorted(m.value["h"] for m in consume_all(broker.bootstrap_servers, topic)) == ["a", "b", "c"]
 
 
-def test_failed_publish_leaves_watermark_unchanged(connections, sheets_server, tmp_path, monkeypatch):
-    from airflow_provider_sheets.devkit.broker import LocalBroker
-
+def test_failed_publish_leaves_watermark_unchanged(connections, sheets_server, spare_broker, monkeypatch):
+    own = spare_broker
+    name = f"stopped-{uuid.uuid4().hex[:8]}"
     sid = _new_sheet(sheets_server, forms_rows(5))
-    with LocalBroker(log_path=tmp_path / "tansu.log") as own:
-        own.create_topics(["responses"], partitions=1)
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_KAFKA_DEFAULT",
-            json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": own.bootstrap_servers}}),
-        )
-        kwargs = {
-            "spreadsheet_id": sid,
-            "topic": "responses",
-            "api_endpoint": connections["api_endpoint"],
-            "producer_config": {"message.timeout.ms": 5000, "socket.connection.setup.timeout.ms": 2000},
-            "flush_timeout": 10,
-        }
-        ok = run_operator(**kwargs)
-        assert ok.state == "success"
-        key = ok.summary["watermark_key"]
-        assert get_variable(key)["last_row"] == 6
-        own.stop()
-        sheets_server.append_rows(sid, FORMS_TAB, forms_rows(3, start=5))
-        failed = run_operator(**kwargs)
-        assert failed.state == "failed"
-        assert get_variable(key)["last_row"] == 6
+    own.create_topics([name], partitions=1)
+    use_kafka(monkeypatch, own.bootstrap_servers)
+    kwargs = {
+        "spreadsheet_id": sid,
+        "topic": name,
+        "api_endpoint": connections["api_endpoint"],
+        "producer_config": {"message.timeout.ms": 5000, "socket.connection.setup.timeout.ms": 2000},
+        "flush_timeout": 10,
+    }
+    ok = run_operator(**kwargs)
+    assert ok.state == "success"
+    key = ok.summary["watermark_key"]
+    assert get_variable(key)["last_row"] == 6
+    own.stop()
+    sheets_server.append_rows(sid, FORMS_TAB, forms_rows(3, start=5))
+    failed = run_operator(**kwargs)
+    assert failed.state == "failed"
+    assert get_variable(key)["last_row"] == 6
 
 
 def test_tab_not_found_lists_the_tabs(connections, sheets_server, topic):
