@@ -147,9 +147,14 @@ class SheetToKafkaOperator(BaseOperator):
         ``message.timeout.ms``.
     :param lease_ttl: seconds a watermark lease lasts without renewal (a dead run blocks others at
         most this long).
-    :param lease_settle: seconds between claiming the lease and confirming the claim.
+    :param lease_settle: seconds between claiming the lease and confirming the claim, at the least.
+        The run describes the sheet (when ``watermark_key`` is given; the default key needs the tab's
+        id first), builds the producer and checks the topics meanwhile, so the settle costs the run
+        only what those leave of it; the watermark is read and records produced only after the
+        confirm. Lowering it narrows the guard against overlapping runs (see
+        :mod:`airflow_provider_sheets.lease`).
     :param lease_wait: seconds to wait for another run's lease before failing with
-        ``WatermarkConflictError``.
+        ``WatermarkConflictError``, counted from the first claim.
     :param delivery: ``at_least_once`` or ``exactly_once`` (see above).
     :param state_topic: the compacted topic of ``exactly_once`` checkpoints; default ``<topic>.state``.
         Templated.
@@ -308,36 +313,49 @@ class SheetToKafkaOperator(BaseOperator):
             start_row=self.start_row,
         )
         self.log.info("Run plan: %s (delivery %s).", plan.reason, self.delivery)
-        info = self.reader.describe(self.spreadsheet_id, self.sheet_name)
         ti = context.get("ti")
         dag_id = str(getattr(ti, "dag_id", None) or self.dag_id)
-        if self.delivery == EXACTLY_ONCE:
-            self._transactional_id = transactional_id(plan, dag_id, self.task_id, self.spreadsheet_id, info.sheet_id)
-        publisher = self.publisher
-        lease = None
+        run_id = str(context.get("run_id") or getattr(ti, "run_id", "") or "")
+        # the lease's settle runs while the sheet is described and the topic checked (see
+        # airflow_provider_sheets.lease): claimed as soon as its key is known, confirmed before the
+        # watermark is read or anything produced; nothing before the confirm touches either
+        store = WatermarkStore(self.watermark_key) if self.watermark_key else None
+        lease = self._claim(plan, store, dag_id, run_id)
         try:
-            if plan.publish:
-                publisher.check_topic()
-                if self.dead_letter_topic:
-                    publisher.check_topic(self.dead_letter_topic)
-            store = WatermarkStore(
-                self.watermark_key or default_watermark_key(self.spreadsheet_id, info.sheet_id, self.topic)
-            )
-            run_id = str(context.get("run_id") or getattr(ti, "run_id", "") or "")
-            if plan.moves_watermark:
-                lease = WatermarkLease(
-                    store.key,
-                    owner=f"{dag_id}/{run_id}/{self.task_id}",
-                    ttl=self.lease_ttl,
-                    settle=self.lease_settle,
-                    wait=self.lease_wait,
+            info = self.reader.describe(self.spreadsheet_id, self.sheet_name)
+            if store is None:
+                store = WatermarkStore(default_watermark_key(self.spreadsheet_id, info.sheet_id, self.topic))
+                lease = self._claim(plan, store, dag_id, run_id)
+            if self.delivery == EXACTLY_ONCE:
+                self._transactional_id = transactional_id(
+                    plan, dag_id, self.task_id, self.spreadsheet_id, info.sheet_id
                 )
-                lease.acquire()
+            if plan.publish:
+                self.publisher.check_topic()
+                if self.dead_letter_topic:
+                    self.publisher.check_topic(self.dead_letter_topic)
+            if lease is not None:
+                lease.confirm()
             return self._run(context, plan, info, store, lease, dag_id, run_id, started)
         finally:
-            publisher.close()
+            if "publisher" in self.__dict__:
+                self.publisher.close()
             if lease is not None:
                 lease.release()
+
+    def _claim(self, plan: RunPlan, store: WatermarkStore | None, dag_id: str, run_id: str) -> WatermarkLease | None:
+        """Claim the lease on the watermark of a run that moves it (the claim is confirmed later)."""
+        if store is None or not plan.moves_watermark:
+            return None
+        lease = WatermarkLease(
+            store.key,
+            owner=f"{dag_id}/{run_id}/{self.task_id}",
+            ttl=self.lease_ttl,
+            settle=self.lease_settle,
+            wait=self.lease_wait,
+        )
+        lease.claim()
+        return lease
 
     def _run(
         self,
