@@ -176,7 +176,7 @@ def _publish(pages, mapper, headers, emit, select, dead_letter, after_page, resu
         finally:
             result.rows_seen += seen
             result.selected += selected
-            if page_last is not None:
+            if page_first is not None and page_last is not None:
                 if result.first_row is None:
                     result.first_row = page_first.row
                 result.last_row, result.last_value = page_last.row, page_last.value

@@ -37,9 +37,7 @@ class SheetsAccessError(SheetsToKafkaError):
     status: int | None = None
 
     @classmethod
-    def from_http_error(
-        cls, err, what: str, spreadsheet_id: str, account: str | None = None
-    ) -> SheetsToKafkaError:
+    def from_http_error(cls, err, what: str, spreadsheet_id: str, account: str | None = None) -> SheetsToKafkaError:
         """Translate a googleapiclient ``HttpError`` into an error that names the fix."""
         status = int(getattr(getattr(err, "resp", None), "status", 0) or 0)
         reason = _google_reason(err)
@@ -65,8 +63,7 @@ class SheetsAccessError(SheetsToKafkaError):
             )
         elif status == 400:
             exc = SheetsConfigError(
-                f"the Sheets API rejected a request while trying to {what} on spreadsheet "
-                f"{spreadsheet_id!r}: {reason}"
+                f"the Sheets API rejected a request while trying to {what} on spreadsheet {spreadsheet_id!r}: {reason}"
             )
         else:
             exc = cls(

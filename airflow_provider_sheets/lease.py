@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import uuid
 from datetime import datetime, timezone
@@ -82,7 +83,8 @@ class WatermarkLease:
         self.claimed_at: float | None = None
         #: the claim last read (``None``: no lease)
         self.seen: dict | None = None
-        self._give_up_at: float | None = None
+        #: when a run waiting for the lease gives up: ``wait`` seconds after its first claim
+        self._give_up_at = math.inf
 
     def _read(self) -> dict | None:
         from airflow.sdk import Variable
@@ -124,7 +126,7 @@ class WatermarkLease:
 
         :return: whether a claim was written (``False``: another run holds the lease).
         """
-        if self._give_up_at is None:
+        if math.isinf(self._give_up_at):
             self._give_up_at = _now() + self.wait
         reading = time.monotonic()
         self.seen = self._read()
@@ -149,7 +151,7 @@ class WatermarkLease:
         Finish taking the lease: wait out what is left of the settle and read the claim back; while
         another run holds it, wait (up to ``wait`` seconds from the first claim) and claim again.
         """
-        if self._give_up_at is None:
+        if math.isinf(self._give_up_at):
             self.claim()
         while not (self.claimed_at is not None and self._survived()):
             if _now() >= self._give_up_at:
@@ -161,20 +163,22 @@ class WatermarkLease:
 
     def _survived(self) -> bool:
         """Whether this run's claim reads back unchanged ``settle`` seconds (or more) after it was written."""
-        while True:
-            remaining = self.claimed_at + self.settle - time.monotonic()
+        while self.claimed_at is not None:
+            claimed_at = self.claimed_at
+            remaining = claimed_at + self.settle - time.monotonic()
             if remaining > 0:
                 time.sleep(remaining)
             self.seen = self._read()
             if self.seen is None or self.seen.get("token") != self.token:
                 return False
-            if time.monotonic() - self.claimed_at < self.ttl / 2:
+            if time.monotonic() - claimed_at < self.ttl / 2:
                 return True
             # the work between claim and confirm took half the ttl: others may soon see this claim
             # as expired, so it is written (and settled) again rather than trusted
             log.info("The claim on %r is older than half of lease_ttl; claiming it again.", self.key)
             if not self.claim():
                 return False
+        return False
 
     def acquire(self) -> None:
         """Take the lease, waiting up to ``wait`` seconds for another holder: :meth:`claim`, then :meth:`confirm`."""

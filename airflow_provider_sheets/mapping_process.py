@@ -212,7 +212,7 @@ class _Child:
             finally:
                 os._exit(code)
         os.close(write_fd)
-        self.pid = pid
+        self.pid: int | None = pid
         self.conn = _Receiver(read_fd)
 
     def recv(self) -> Any:

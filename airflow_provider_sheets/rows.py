@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 try:
     import msgspec
 except ImportError:  # pragma: no cover - Airflow 3 itself depends on msgspec
-    msgspec = None
+    msgspec = None  # type: ignore[assignment]
 
 #: Google's largest column index (a sheet holds at most 18,278 columns: ``ZZZ``).
 MAX_COLUMNS = 18_278
@@ -98,9 +98,7 @@ class A1Range(NamedTuple):
         start = (column_letter(self.start_col) if self.start_col else "") + (
             str(self.start_row) if self.start_row else ""
         )
-        end = (column_letter(self.end_col) if self.end_col else "") + (
-            str(self.end_row) if self.end_row else ""
-        )
+        end = (column_letter(self.end_col) if self.end_col else "") + (str(self.end_row) if self.end_row else "")
         cells = f"{start}:{end}" if end else start
         return f"{quote_sheet_name(self.sheet)}!{cells}" if cells else quote_sheet_name(self.sheet)
 

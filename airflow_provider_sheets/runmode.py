@@ -78,8 +78,7 @@ def plan_run(
     if kind == "backfill":
         if full_refresh or start_row is not None:
             raise SheetsConfigError(
-                "a backfill run selects rows by its data interval; full_refresh and start_row apply to "
-                "manual runs only"
+                "a backfill run selects rows by its data interval; full_refresh and start_row apply to manual runs only"
             )
         start, end = data_interval or (None, None)
         if start is None or end is None or end <= start:
@@ -106,7 +105,8 @@ def plan_run(
             publish,
             header_row,
             None,
-            prefix + f"full refresh: every row from row {header_row + 1}"
+            prefix
+            + f"full refresh: every row from row {header_row + 1}"
             + ("; the watermark is set to the last row at the end" if publish else ""),
         )
     if start_row is not None:

@@ -58,8 +58,8 @@ class Watermark:
             data = {"last_row": data}
         if not isinstance(data, dict) or not isinstance(data.get("last_row"), int) or data["last_row"] < 0:
             raise WatermarkError(
-                f"Variable {key!r} must be a JSON object with a non-negative integer \"last_row\", got "
-                f"{text[:200]!r}. Set it to e.g. {{\"last_row\": 1}} or delete it to start over."
+                f'Variable {key!r} must be a JSON object with a non-negative integer "last_row", got '
+                f'{text[:200]!r}. Set it to e.g. {{"last_row": 1}} or delete it to start over.'
             )
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
         extra = {k: v for k, v in data.items() if k not in known and k != "extra"}

@@ -26,8 +26,13 @@ watermark to it. Spreadsheet, tab and topic default to the `sheets_*` Variables.
     render_template_as_native_obj=True,
     params={
         "action": Param("show", enum=["show", "set", "reset", "rebuild"], title="Action"),
-        "last_row": Param(None, type=["null", "integer"], minimum=1, title="Last row (for set)",
-                          description="Every row up to this one counts as published (1 = only the header)."),
+        "last_row": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Last row (for set)",
+            description="Every row up to this one counts as published (1 = only the header).",
+        ),
         "spreadsheet_id": Param("", type="string", title="Spreadsheet id (empty: Variable sheets_spreadsheet_id)"),
         "sheet_name": Param("", type="string", title="Tab (empty: Variable sheets_sheet_name)"),
         "topic": Param("", type="string", title="Topic (empty: Variable sheets_topic)"),

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The test suite: ruff, then pytest on SQLite, then the Airflow-facing tests again on PostgreSQL.
+# The test suite: ruff (lint and format), the packaging check (scripts/package_check.sh: build,
+# install the wheel into a fresh virtualenv, see Airflow list the provider), then pytest on SQLite,
+# then the Airflow-facing tests again on PostgreSQL.
 # scripts/services.sh installs (Debian) and starts what the tests need: PostgreSQL, chromium,
 # docker-compose. With CI=true every optional part is required: what is missing fails the run.
 set -euo pipefail
@@ -13,6 +15,8 @@ install_packages
 start_postgres
 
 "$PY" -m ruff check .
+"$PY" -m ruff format --check .
+PY="$PY" bash scripts/package_check.sh
 
 "$PY" -m pytest -q "$@"
 

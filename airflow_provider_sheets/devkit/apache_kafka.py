@@ -85,8 +85,17 @@ def classpath(version: str | None = None) -> Path:
         )
     libs.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="libs-", dir=libs.parent))
-    command = [mvn, "-B", "-q", "-f", str(_POM), f"-Dkafka.version={version}", "dependency:copy-dependencies",
-               f"-DoutputDirectory={staging}", "-DincludeScope=runtime"]
+    command = [
+        mvn,
+        "-B",
+        "-q",
+        "-f",
+        str(_POM),
+        f"-Dkafka.version={version}",
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={staging}",
+        "-DincludeScope=runtime",
+    ]
     log.info("fetching the Apache Kafka %s classpath with Maven into %s", version, libs)
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
     if result.returncode != 0:
@@ -134,11 +143,11 @@ class ApacheKafkaBroker(BrokerProcess):
         node_id: int = 1,
     ) -> None:
         super().__init__(host, port, log_path)
-        self.kafka_version = version or (controller.kafka_version if controller else kafka_version())
+        self.kafka_version: str = version or (controller.kafka_version if controller else kafka_version())
         self.controller = controller
         self.node_id = node_id
-        self.controller_port = controller.controller_port if controller else free_port(host)
-        self.cluster_id = controller.cluster_id if controller else _cluster_id()
+        self.controller_port: int = controller.controller_port if controller else free_port(host)
+        self.cluster_id: str = controller.cluster_id if controller else _cluster_id()
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="apache-kafka-"))
         self.heap = heap
@@ -180,8 +189,15 @@ class ApacheKafkaBroker(BrokerProcess):
 
     def _java(self, main: str, *args: str, libs: Path) -> list[str]:
         return [
-            "java", f"-Xmx{self.heap}", "-Xms128m", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}", "-cp", f"{libs}/*", main, *args,
+            "java",
+            f"-Xmx{self.heap}",
+            "-Xms128m",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
         ]
 
     def _prepare(self) -> None:
@@ -194,9 +210,13 @@ class ApacheKafkaBroker(BrokerProcess):
         if (self.data_dir / "logs" / "meta.properties").is_file():
             return  # formatted before: a restart on the same data
         result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}", "-c", str(config),
-                       libs=libs),
-            capture_output=True, text=True, timeout=120, check=False,
+            self._java(
+                "kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}", "-c", str(config), libs=libs
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         if result.returncode != 0:
             raise RuntimeError(f"kafka-storage format failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")

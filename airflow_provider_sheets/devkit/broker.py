@@ -82,14 +82,10 @@ class BrokerProcess:
 
     def start(self, timeout: float = 60.0) -> BrokerProcess:
         self._prepare()
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        try:
+        with open(self.log_path or os.devnull, "ab") as out:
             self.process = subprocess.Popen(
                 self._command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        finally:
-            if out is not subprocess.DEVNULL:
-                out.close()
         self._wait_ready(timeout)
         log.info("%s (pid %s) listening on %s", self.version, self.process.pid, self.bootstrap_servers)
         return self
@@ -189,8 +185,16 @@ class LocalBroker(BrokerProcess):
 
     def _command(self) -> list[str]:
         url = f"tcp://{self.host}:{self.port}"
-        return [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", self.storage]
+        return [
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            self.storage,
+        ]
 
 
 #: the two brokers a test, the demo or the benchmark can pick by name

@@ -64,24 +64,24 @@ def _print_topic(bootstrap_servers: str) -> int:
     ends = {p: consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)[1] for p in partitions}
     consumer.assign([TopicPartition(TOPIC, p, 0) for p in partitions])
     pending = {p for p, end in ends.items() if end}
-    records = []
+    records: list[tuple[int, int, int, dict[str, str], dict]] = []
     while pending:
         msg = consumer.poll(5)
         if msg is None:
             break
         if msg.error():
             raise RuntimeError(str(msg.error()))
-        records.append(msg)
-        if msg.offset() + 1 >= ends[msg.partition()]:
-            pending.discard(msg.partition())
+        partition, offset = msg.partition() or 0, msg.offset() or 0
+        headers = {k: bytes(v or b"").decode() for k, v in list(msg.headers() or [])}
+        records.append((int(msg.key() or b"0"), partition, offset, headers, json.loads(msg.value() or b"null")))
+        if offset + 1 >= ends[partition]:
+            pending.discard(partition)
     consumer.close()
-    records.sort(key=lambda m: int(m.key()))
+    records.sort()
     _say(f"\n{len(records)} records in topic {TOPIC!r}:")
-    for msg in records:
-        headers = {k: v.decode() for k, v in msg.headers() or []}
-        value = json.loads(msg.value())
+    for key, partition, offset, headers, value in records:
         _say(
-            f"  key={msg.key().decode():>3}  partition={msg.partition()}  offset={msg.offset():>2}  "
+            f"  key={key:>3}  partition={partition}  offset={offset:>2}  "
             f"run={headers['airflow.run_id'][:30]}  {json.dumps(value, ensure_ascii=False)}"
         )
     return len(records)
@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-rows", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the temporary AIRFLOW_HOME")
     parser.add_argument(
-        "--broker", choices=BROKER_KINDS, default="tansu",
+        "--broker",
+        choices=BROKER_KINDS,
+        default="tansu",
         help="tansu (pip-only, the default) or kafka (Apache Kafka; needs Java, fetches its jars with Maven)",
     )
     args = parser.parse_args(argv)
@@ -111,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with SheetsServer() as sheets, make_broker(args.broker, log_path=home / "broker.log") as broker:
             sheets.create_spreadsheet(
-                SPREADSHEET_ID, {FORMS_TAB: [FORMS_HEADER, *forms_rows(args.initial_rows)]}, title="Meetup feedback"
+                SPREADSHEET_ID,
+                {FORMS_TAB: [list(FORMS_HEADER), *forms_rows(args.initial_rows)]},
+                title="Meetup feedback",
             )
             broker.create_topics([TOPIC], partitions=3)
             _say(f"Sheets v4 server: {sheets.url}  (spreadsheet {SPREADSHEET_ID!r}, tab {FORMS_TAB!r})")

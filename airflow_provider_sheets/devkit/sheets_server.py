@@ -874,6 +874,7 @@ class SheetsServer:
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
         data = public_key_pem.encode()
+        key: Any
         if b"BEGIN CERTIFICATE" in data:
             key = x509.load_pem_x509_certificate(data).public_key()
         else:
@@ -893,7 +894,8 @@ class SheetsServer:
                 counts = Counter(record.kind for record in self.requests)
             return 200, json.dumps({"requests": dict(counts)}).encode()
 
-        kind, handler, params = "other", None, ()
+        params: tuple[str, ...] = ()
+        kind, handler = "other", None
         if split.path == "/token":
             kind, handler = "token", ("_api_token" if method == "POST" else None)
         else:
@@ -1331,7 +1333,7 @@ def seed_forms(server: SheetsServer, spreadsheet_id: str) -> None:
     """Create a Google Forms style spreadsheet: a ``Form Responses 1`` tab with a few responses."""
     start = datetime(2026, 11, 24, 9, 5, 3)
     rows: list[list[object]] = [
-        FORMS_HEADER,
+        [*FORMS_HEADER],
         [start, "Ada Lovelace", "ada@example.com", 5, "Loved the workshop."],
         [start + timedelta(minutes=7, seconds=41), "Alan Turing", "alan@example.com", 4, ""],
         [start + timedelta(hours=1, seconds=12), "Grace Hopper", "grace@example.com", 5, 'Great, "more" please, soon'],
@@ -1364,8 +1366,8 @@ def main(argv: list[str] | None = None) -> None:
         seed_forms(server, spreadsheet_id)
     with server:
         logger.info("Google Sheets API emulator listening on %s", server.url)
-        signum = signal.sigwait(stop_signals)
-        logger.debug("Stopping on %s", signal.Signals(signum).name)
+        received = signal.sigwait(stop_signals)
+        logger.debug("Stopping on %s", signal.Signals(received).name)
 
 
 if __name__ == "__main__":

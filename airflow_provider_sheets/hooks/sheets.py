@@ -379,5 +379,5 @@ def _decode_with_msgspec(service: Any) -> None:
     :class:`MsgspecJsonModel`, through the ``model`` it was built with (``build(model=...)``).
     """
     model = getattr(service, "_model", None)
-    if type(model) is JsonModel:
+    if model is not None and type(model) is JsonModel:
         service._model = MsgspecJsonModel(data_wrapper=model._data_wrapper)

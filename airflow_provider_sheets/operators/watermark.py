@@ -82,16 +82,25 @@ class SheetsWatermarkOperator(BaseOperator):
         )
         key = self.watermark_key or default_watermark_key(self.spreadsheet_id, info.sheet_id, self.topic)
         before = WatermarkStore(key).get()
-        result: dict[str, Any] = {"watermark_key": key, "action": self.action,
-                                  "before": before.last_row if before else None}
+        result: dict[str, Any] = {
+            "watermark_key": key,
+            "action": self.action,
+            "before": before.last_row if before else None,
+        }
         if self.action == "set":
             if self.last_row in (None, "", "None"):
                 raise SheetsConfigError("action 'set' needs last_row")
             row = int(self.last_row)
             if row > info.row_count:
                 raise WatermarkError(f"last_row {row} is beyond tab {info.title!r}'s {info.row_count} rows")
-            set_watermark(key, row, spreadsheet_id=self.spreadsheet_id, sheet_id=info.sheet_id,
-                          sheet_name=info.title, topic=self.topic)
+            set_watermark(
+                key,
+                row,
+                spreadsheet_id=self.spreadsheet_id,
+                sheet_id=info.sheet_id,
+                sheet_name=info.title,
+                topic=self.topic,
+            )
         elif self.action == "reset":
             reset_watermark(key)
         elif self.action == "rebuild":
@@ -104,8 +113,14 @@ class SheetsWatermarkOperator(BaseOperator):
                     f"{self.topic!r} ({scanned} records scanned); nothing to rebuild from. Use action 'reset' to "
                     f"publish everything again."
                 )
-            set_watermark(key, highest, spreadsheet_id=self.spreadsheet_id, sheet_id=info.sheet_id,
-                          sheet_name=info.title, topic=self.topic)
+            set_watermark(
+                key,
+                highest,
+                spreadsheet_id=self.spreadsheet_id,
+                sheet_id=info.sheet_id,
+                sheet_name=info.title,
+                topic=self.topic,
+            )
         after = WatermarkStore(key).get()
         result["after"] = after.last_row if after else None
         self.log.info("Watermark %r: %s (last_row %s -> %s).", key, self.action, result["before"], result["after"])

@@ -236,7 +236,8 @@ class SheetToKafkaOperator(BaseOperator):
         self.key_column = key_column
         self.watermark_key = watermark_key
         self.header_row = header_row
-        self.dry_run = dry_run
+        # shadows BaseOperator.dry_run(), which nothing in Airflow 3 calls: the argument name is public
+        self.dry_run = dry_run  # type: ignore[assignment,method-assign]
         self.full_refresh = full_refresh
         self.start_row = start_row
         self.max_rows = max_rows
@@ -288,15 +289,13 @@ class SheetToKafkaOperator(BaseOperator):
         self.header_row = _as_int("header_row", self.header_row, minimum=1)
         self.start_row = _as_int("start_row", self.start_row, minimum=1, optional=True)
         self.max_rows = _as_int("max_rows", self.max_rows, minimum=1, optional=True)
-        self.dry_run = _as_bool("dry_run", self.dry_run)
+        self.dry_run = _as_bool("dry_run", self.dry_run)  # type: ignore[assignment,method-assign]
         self.full_refresh = _as_bool("full_refresh", self.full_refresh)
         self.sheet_name = self.sheet_name or None
         self.key_column = self.key_column or None
         self.dead_letter_topic = self.dead_letter_topic or None
         if self.delivery not in (AT_LEAST_ONCE, EXACTLY_ONCE):
-            raise SheetsConfigError(
-                f"delivery must be {AT_LEAST_ONCE!r} or {EXACTLY_ONCE!r}, got {self.delivery!r}"
-            )
+            raise SheetsConfigError(f"delivery must be {AT_LEAST_ONCE!r} or {EXACTLY_ONCE!r}, got {self.delivery!r}")
         if self.on_drift not in DRIFT_POLICIES:
             raise SheetsConfigError(f"on_drift must be one of {', '.join(DRIFT_POLICIES)}, got {self.on_drift!r}")
 
@@ -375,8 +374,7 @@ class SheetToKafkaOperator(BaseOperator):
             publisher.begin()
             if publisher.in_transaction:
                 self.log.info(
-                    "Exactly-once: transaction open with transactional.id %s (an older attempt with it is "
-                    "fenced).",
+                    "Exactly-once: transaction open with transactional.id %s (an older attempt with it is fenced).",
                     self._transactional_id,
                 )
                 if lease is not None:
@@ -649,8 +647,11 @@ class SheetToKafkaOperator(BaseOperator):
 
     def _reconcile(self, store: WatermarkStore, previous: Watermark | None) -> Watermark | None:
         """Exactly-once: trust the checkpoint committed with the records when the Variable lags behind it."""
-        raw = read_last_value(self.publisher.hook.producer_config(self.publisher.hook._build_config()),
-                              self._state_topic, store.key.encode())
+        raw = read_last_value(
+            self.publisher.hook.producer_config(self.publisher.hook._build_config()),
+            self._state_topic,
+            store.key.encode(),
+        )
         if raw is None:
             return previous
         checkpoint = Watermark.from_json(f"{self._state_topic}[{store.key}]", raw.decode("utf-8"))

@@ -241,11 +241,19 @@ def test_the_checkpoint_topic_really_compacts(connections, broker, sheets_server
     sid = f"sheet-{uuid.uuid4().hex[:12]}"
     sheets_server.create_spreadsheet(sid, {FORMS_TAB: [FORMS_HEADER, *forms_rows(2)]})
     state = f"{topic}.state"
-    eager = {"min.cleanable.dirty.ratio": "0.01", "segment.ms": "100", "min.compaction.lag.ms": "0",
-             "delete.retention.ms": "100"}
+    eager = {
+        "min.cleanable.dirty.ratio": "0.01",
+        "segment.ms": "100",
+        "min.compaction.lag.ms": "0",
+        "delete.retention.ms": "100",
+    }
     broker.create_topics([state], partitions=1, config={**_COMPACTED, **eager})
-    kwargs = {"spreadsheet_id": sid, "topic": topic, "api_endpoint": connections["api_endpoint"],
-              "delivery": "exactly_once"}
+    kwargs = {
+        "spreadsheet_id": sid,
+        "topic": topic,
+        "api_endpoint": connections["api_endpoint"],
+        "delivery": "exactly_once",
+    }
     runs = 5
     for run in range(runs):
         result = run_operator(**kwargs)

@@ -117,13 +117,19 @@ class _killed_when_rows_arrive:  # noqa: N801 - used as a context manager, reads
     def _watch(self) -> None:
         from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-        consumer = Consumer({"bootstrap.servers": self.broker.bootstrap_servers, "group.id": uuid.uuid4().hex,
-                             "isolation.level": "read_uncommitted"})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.broker.bootstrap_servers,
+                "group.id": uuid.uuid4().hex,
+                "isolation.level": "read_uncommitted",
+            }
+        )
         try:
             while not self.stop.is_set():
                 try:
-                    ends = [consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5)[1]
-                            for p in range(3)]
+                    ends = [
+                        consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5)[1] for p in range(3)
+                    ]
                 except KafkaException:  # partitions not led yet: the topic was just made
                     ends = []
                 if sum(ends) >= self.rows:
@@ -178,15 +184,17 @@ def two_node_cluster(tmp_path_factory):
     path = tmp_path_factory.mktemp("two-nodes")
     fast_fencing = {"broker.session.timeout.ms": "2000", "broker.heartbeat.interval.ms": "500"}
     first = ApacheKafkaBroker(log_path=path / "node1.log", data_dir=path / "node1", overrides=fast_fencing)
-    second = ApacheKafkaBroker(log_path=path / "node2.log", data_dir=path / "node2", controller=first, node_id=2,
-                               overrides=fast_fencing)
+    second = ApacheKafkaBroker(
+        log_path=path / "node2.log", data_dir=path / "node2", controller=first, node_id=2, overrides=fast_fencing
+    )
     with first, second:
         yield first, second
 
 
 @needs_apache_kafka("a one-node stand-in has no replica to lose; Apache Kafka caps min.insync.replicas at the RF")
-def test_min_insync_replicas_unmet_is_a_delivery_failure(connections, sheets_server, two_node_cluster, monkeypatch,
-                                                         capfd):
+def test_min_insync_replicas_unmet_is_a_delivery_failure(
+    connections, sheets_server, two_node_cluster, monkeypatch, capfd
+):
     """
     acks=all on a topic with 2 replicas and ``min.insync.replicas=2`` whose second replica is down:
     the broker answers NOT_ENOUGH_REPLICAS, the run fails and says so, the watermark stays.
@@ -205,8 +213,12 @@ def test_min_insync_replicas_unmet_is_a_delivery_failure(connections, sheets_ser
     use_kafka(monkeypatch, first.bootstrap_servers)
     sid = _sheet(sheets_server, forms_rows(3))
     result, log = _run(
-        capfd, spreadsheet_id=sid, topic=name, api_endpoint=connections["api_endpoint"],
-        producer_config={"message.timeout.ms": 8000}, flush_timeout=15,
+        capfd,
+        spreadsheet_id=sid,
+        topic=name,
+        api_endpoint=connections["api_endpoint"],
+        producer_config={"message.timeout.ms": 8000},
+        flush_timeout=15,
     )
     assert result.state == "failed"
     assert "KafkaPublishError" in log, log[-3000:]
@@ -252,9 +264,7 @@ def test_persistent_429_fails_clearly_and_keeps_the_watermark(connections, sheet
     ],
     ids=["row-deleted", "row-edited", "row-inserted", "header-renamed", "question-added"],
 )
-def test_drift_above_the_watermark_is_detected(
-    change, expected, connections, sheets_server, broker, topic, capfd
-):
+def test_drift_above_the_watermark_is_detected(change, expected, connections, sheets_server, broker, topic, capfd):
     sid = _sheet(sheets_server, forms_rows(5))
     kwargs = {"spreadsheet_id": sid, "topic": topic, "api_endpoint": connections["api_endpoint"]}
     assert run_operator(**kwargs).state == "success"
