@@ -141,10 +141,12 @@ def _start_broker(path: Path):
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory):
+def broker(request, tmp_path_factory):
     """The session's broker process on free loopback ports: Apache Kafka (see :data:`BROKER_KIND`) or Tansu."""
     running = _start_broker(tmp_path_factory.mktemp("broker"))
-    print(f"\n== kafka broker: {running.version} on {running.bootstrap_servers}", file=sys.stderr)
+    # once per session, in the run's log (past pytest's capture, which -q runs would keep)
+    with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+        print(f"\n== kafka broker: {running.version} on {running.bootstrap_servers}", file=sys.stderr, flush=True)
     try:
         yield running
     finally:
