@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from airflow_provider_sheets.core import (
@@ -413,6 +413,17 @@ class SheetStream:
         """The position key, once the tab is known."""
         return position_key(self.spreadsheet_id, self._info.sheet_id) if self._info else None
 
+    @property
+    def info(self) -> SheetInfo:
+        """The tab as last described (by :meth:`start`, then whenever the grid may have changed)."""
+        if self._info is None:
+            raise RuntimeError("the stream has not described its tab yet: call start() first")
+        return self._info
+
+    @property
+    def _position_key(self) -> str:
+        return position_key(self.spreadsheet_id, self.info.sheet_id)
+
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def stop(self, *_: object) -> None:
@@ -433,7 +444,7 @@ class SheetStream:
         self.publisher.check_topic()
         self.positions.ensure_topic()
         self._describe()
-        stored = self.positions.load(self.key)
+        stored = self.positions.load(self._position_key)
         if stored is not None:
             if stored.last_row < self.header_row:
                 raise WatermarkError(
@@ -443,12 +454,12 @@ class SheetStream:
             self._after_row = self._saved_row = stored.last_row
             self._header_hash = stored.header_hash
             self._last_row_hash = stored.last_row_hash
-            self._check_grid(self._info)
+            self._check_grid(self.info)
         log.info(
             "Streaming %r (tab %r, gid %s) into %r from row %s (position %r in %r, %s); polling every %.1f s.",
             self.spreadsheet_id,
-            self._info.title,
-            self._info.sheet_id,
+            self.info.title,
+            self.info.sheet_id,
             self.topic,
             self._after_row + 1,
             self.key,
@@ -592,7 +603,7 @@ class SheetStream:
         if self._describe_due or self._info is None or self._after_row >= self._info.row_count:
             self._describe()
             described = True
-        info = self._info
+        info = self.info
         if self._after_row >= info.row_count:
             self._caught_up(polled_at)
             return False
@@ -601,9 +612,15 @@ class SheetStream:
         max_rows = None if scan else self.page_size
         # the last row published comes back in the same request, to check that it did not move
         check_row = self._after_row if self._last_row_hash and self._after_row > self.header_row else None
-        options = {"page_size": self.page_size, "header_row": self.header_row, "max_rows": max_rows}
+        read = partial(
+            self.reader.read,
+            page_size=self.page_size,
+            header_row=self.header_row,
+            max_rows=max_rows,
+            check_row=check_row,
+        )
         try:
-            header, pages = self.reader.read(info, self._after_row, check_row=check_row, **options)
+            header, pages = read(info, self._after_row)
         except SheetNotFoundError:
             raise
         except SheetsConfigError:
@@ -611,7 +628,7 @@ class SheetStream:
             if described:
                 raise
             info = self._describe()
-            header, pages = self.reader.read(info, self._after_row, check_row=check_row, **options)
+            header, pages = read(info, self._after_row)
         header_before = self._header_hash
         mapper = self._mapper(header, info)
         if check_row is not None and self._last_row_hash and header_before == mapper.header_hash:
@@ -634,7 +651,7 @@ class SheetStream:
             )
         except RowMappingError as err:
             # the rows before it are produced: publish them and keep their position, then stop
-            failed, result = err, err.result
+            failed, result = err, err.result  # type: ignore[attr-defined]  # set by publish_pages
         publisher.finish()
         published = publisher.produced - produced_before
         last_row, last_value = result.last_row, result.last_value
@@ -676,7 +693,7 @@ class SheetStream:
         return False
 
     def _check_drift(self, mapper: RowMapper, row: int, info: SheetInfo) -> None:
-        drift = row_drift(mapper, row, self.reader.checked_row or [], self._last_row_hash, info.title, "position")
+        drift = row_drift(mapper, row, self.reader.checked_row or [], self._last_row_hash or "", info.title, "position")
         if drift is None:
             return
         if self.on_drift == "fail":
@@ -704,7 +721,7 @@ class SheetStream:
     def _save_position(self) -> None:
         watermark = watermark_for(
             self.spreadsheet_id,
-            self._info,
+            self.info,
             self.topic,
             None,
             self._after_row,
@@ -713,7 +730,7 @@ class SheetStream:
             extra={"runner": self.runner},
         )
         try:
-            self.positions.save(self.key, watermark, headers=[("stream.runner", self.runner.encode())])
+            self.positions.save(self._position_key, watermark, headers=[("stream.runner", self.runner.encode())])
         except KafkaPublishError:
             self.positions.reset_publisher()
             raise

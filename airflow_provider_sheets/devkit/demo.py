@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from airflow_provider_sheets.devkit.airflow_home import airflow_env, migrate
 from airflow_provider_sheets.devkit.broker import BROKER_KINDS, make_broker
@@ -54,6 +55,13 @@ def _run_dag(dags_folder: Path) -> dict:
     return ti.xcom_pull(task_ids="publish_new_responses")
 
 
+def _pairs(headers: Any) -> list[tuple[Any, Any]]:
+    """A record's headers as (name, value) pairs, whichever form the client gave them in."""
+    if not headers:
+        return []
+    return list(headers.items()) if isinstance(headers, dict) else list(headers)
+
+
 def _print_topic(bootstrap_servers: str) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
@@ -72,7 +80,7 @@ def _print_topic(bootstrap_servers: str) -> int:
         if msg.error():
             raise RuntimeError(str(msg.error()))
         partition, offset = msg.partition() or 0, msg.offset() or 0
-        headers = {k: bytes(v or b"").decode() for k, v in list(msg.headers() or [])}
+        headers = {str(k): (v or b"").decode() if isinstance(v, bytes) else str(v) for k, v in _pairs(msg.headers())}
         records.append((int(msg.key() or b"0"), partition, offset, headers, json.loads(msg.value() or b"null")))
         if offset + 1 >= ends[partition]:
             pending.discard(partition)

@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -81,7 +81,7 @@ class SheetsReader:
         self,
         gcp_conn_id: str = "google_cloud_default",
         api_endpoint: str | None = None,
-        impersonation_chain: str | list[str] | None = None,
+        impersonation_chain: str | Sequence[str] | None = None,
         value_render_option: str = "FORMATTED_VALUE",
         date_time_render_option: str = "FORMATTED_STRING",
     ) -> None:

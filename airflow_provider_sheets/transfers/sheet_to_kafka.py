@@ -64,9 +64,13 @@ def _as_bool(name: str, value: Any) -> bool:
     raise SheetsConfigError(f"{name} must be true or false, got {value!r}")
 
 
-def _as_int(name: str, value: Any, minimum: int, optional: bool = False) -> int | None:
-    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null"))):
+def _as_optional_int(name: str, value: Any, minimum: int) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
         return None
+    return _as_int(name, value, minimum)
+
+
+def _as_int(name: str, value: Any, minimum: int) -> int:
     try:
         number = int(value)
         if isinstance(value, float) and value != number:
@@ -232,15 +236,16 @@ class SheetToKafkaOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
         self.kafka_config_id = kafka_config_id
         self.api_endpoint = api_endpoint
-        self.page_size = page_size
+        # templated or from Params: any type until _validate() coerces them
+        self.page_size: Any = page_size
         self.key_column = key_column
         self.watermark_key = watermark_key
-        self.header_row = header_row
+        self.header_row: Any = header_row
         # shadows BaseOperator.dry_run(), which nothing in Airflow 3 calls: the argument name is public
-        self.dry_run = dry_run  # type: ignore[assignment,method-assign]
-        self.full_refresh = full_refresh
-        self.start_row = start_row
-        self.max_rows = max_rows
+        self.dry_run: Any = dry_run
+        self.full_refresh: Any = full_refresh
+        self.start_row: Any = start_row
+        self.max_rows: Any = max_rows
         self.timestamp_column = timestamp_column
         self.timestamp_format = timestamp_format
         self.value_render_option = value_render_option
@@ -287,9 +292,9 @@ class SheetToKafkaOperator(BaseOperator):
                 raise SheetsConfigError(f"{name} must be a non-empty string after rendering, got {value!r}")
         self.page_size = _as_int("page_size", self.page_size, minimum=1)
         self.header_row = _as_int("header_row", self.header_row, minimum=1)
-        self.start_row = _as_int("start_row", self.start_row, minimum=1, optional=True)
-        self.max_rows = _as_int("max_rows", self.max_rows, minimum=1, optional=True)
-        self.dry_run = _as_bool("dry_run", self.dry_run)  # type: ignore[assignment,method-assign]
+        self.start_row = _as_optional_int("start_row", self.start_row, minimum=1)
+        self.max_rows = _as_optional_int("max_rows", self.max_rows, minimum=1)
+        self.dry_run = _as_bool("dry_run", self.dry_run)
         self.full_refresh = _as_bool("full_refresh", self.full_refresh)
         self.sheet_name = self.sheet_name or None
         self.key_column = self.key_column or None
@@ -420,7 +425,7 @@ class SheetToKafkaOperator(BaseOperator):
             check_row=check_row,
         )
         mapper = self._mapper(header, info)
-        if check_row is not None:
+        if check_row is not None and previous is not None:
             drift = self._drift(previous, mapper, self.reader.checked_row or [], info)
             if drift:
                 if self.on_drift == "fail":
@@ -520,7 +525,7 @@ class SheetToKafkaOperator(BaseOperator):
         if watermark is not None:
             if lease is not None:
                 lease.renew()
-            new_last = last_row
+            new_last = watermark.last_row
             current = store.get()
             if plan.mode != FULL_REFRESH and current is not None and current.last_row > new_last:
                 self.log.warning(
