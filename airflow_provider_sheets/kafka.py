@@ -419,6 +419,8 @@ def scan_topic(config: dict[str, Any], topic: str, timeout: float = 60.0) -> Ite
     """
     Yield every committed record of ``topic`` from the start of each partition to its end offset.
 
+    :param config: consumer settings, e.g. :func:`client_config` of the connection.
+
     The end is reached when every partition's position is at its end offset (positions, not the
     last offset seen: transaction markers take offsets too) and a poll brings nothing more (some
     brokers understate end offsets).
@@ -431,7 +433,7 @@ def scan_topic(config: dict[str, Any], topic: str, timeout: float = 60.0) -> Ite
 
     consumer = Consumer(
         {
-            **{k: v for k, v in config.items() if k not in _PRODUCER_ONLY},
+            **config,
             "group.id": f"sheets-to-kafka-scan-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
@@ -479,9 +481,29 @@ def read_last_value(config: dict[str, Any], topic: str, key: bytes, timeout: flo
     return latest
 
 
+#: producer-only librdkafka settings, left out of the consumer and admin configurations
 _PRODUCER_ONLY = frozenset(
-    (*DEFAULT_CONFIG, *ENFORCED_CONFIG, "transactional.id", "transaction.timeout.ms", "queue.buffering.max.messages")
+    (
+        *DEFAULT_CONFIG,
+        *ENFORCED_CONFIG,
+        "transactional.id",
+        "transaction.timeout.ms",
+        "queue.buffering.max.messages",
+        "batch.num.messages",
+        "queue.buffering.max.ms",
+    )
 )
+
+
+def client_config(kafka_config_id: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """
+    The ``kafka`` connection's settings for consumers and admin clients, built the one way the
+    producer's are: the kafka provider's own config builder (callbacks given as dotted paths
+    resolved, the managed-Kafka OAuth callback injected), then ``overrides`` (an operator's
+    ``producer_config``), without the producer-only settings.
+    """
+    config = {**SheetsProducerHook(kafka_config_id)._build_config(), **(overrides or {})}
+    return {k: v for k, v in config.items() if k not in _PRODUCER_ONLY}
 
 
 def _redact(text: str) -> str:

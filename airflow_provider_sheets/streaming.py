@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property, partial
@@ -53,8 +53,8 @@ from airflow_provider_sheets.errors import (
     SheetsConfigError,
     WatermarkError,
 )
-from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, SheetInfo, SheetsReader
-from airflow_provider_sheets.kafka import DEFAULT_CONFIG, ENFORCED_CONFIG, Publisher
+from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, SheetInfo, SheetsConnection, SheetsReader
+from airflow_provider_sheets.kafka import Publisher, client_config
 from airflow_provider_sheets.rows import RowMapper, RowMappingError, fingerprint
 from airflow_provider_sheets.watermark import Watermark
 
@@ -81,9 +81,6 @@ GAP_SCAN_INTERVAL = 60.0
 GAP_SCAN_MAX_INTERVAL = 1800.0
 #: Polls made at most after a stop request, to publish what was appended before it.
 MAX_DRAIN_POLLS = 10
-
-#: Producer-only librdkafka settings left out of the admin and consumer configurations.
-_PRODUCER_ONLY = frozenset({*DEFAULT_CONFIG, *ENFORCED_CONFIG, "batch.num.messages", "queue.buffering.max.ms"})
 
 
 def position_key(spreadsheet_id: str, sheet_id: int) -> str:
@@ -144,10 +141,7 @@ class PositionStore:
     @cached_property
     def client_config(self) -> dict[str, Any]:
         """The connection's librdkafka settings that apply to admin clients and consumers."""
-        from airflow.providers.apache.kafka.hooks.base import KafkaBaseHook
-
-        extra = KafkaBaseHook.get_connection(self.kafka_config_id).extra_dejson
-        return {k: v for k, v in extra.items() if k not in _PRODUCER_ONLY}
+        return client_config(self.kafka_config_id)
 
     @cached_property
     def publisher(self) -> Publisher:
@@ -308,6 +302,7 @@ class SheetStream:
     :param gcp_conn_id: the ``google_cloud_platform`` connection.
     :param kafka_config_id: the ``kafka`` connection.
     :param api_endpoint: a custom Sheets API endpoint (private endpoint or a local server).
+    :param impersonation_chain: service account(s) to impersonate.
     :param poll_interval: seconds between the starts of two polls.
     :param page_size: rows per values request; a poll reads at most this many rows, and polls
         again at once when the page came back full.
@@ -333,6 +328,7 @@ class SheetStream:
         gcp_conn_id: str = "google_cloud_default",
         kafka_config_id: str = "kafka_default",
         api_endpoint: str | None = None,
+        impersonation_chain: str | Sequence[str] | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         page_size: int = DEFAULT_PAGE_SIZE,
         key_column: str | None = None,
@@ -358,6 +354,7 @@ class SheetStream:
         self.gcp_conn_id = gcp_conn_id
         self.kafka_config_id = kafka_config_id
         self.api_endpoint = api_endpoint or None
+        self.impersonation_chain = impersonation_chain
         self.poll_interval = poll_interval
         self.page_size = page_size
         self.key_column = key_column or None
@@ -388,10 +385,8 @@ class SheetStream:
 
     @cached_property
     def reader(self) -> SheetsReader:
-        return SheetsReader(
-            gcp_conn_id=self.gcp_conn_id,
-            api_endpoint=self.api_endpoint,
-            value_render_option=self.value_render_option,
+        return SheetsConnection(self.gcp_conn_id, self.api_endpoint, self.impersonation_chain).reader(
+            self.value_render_option
         )
 
     @cached_property

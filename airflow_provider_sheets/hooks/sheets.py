@@ -61,6 +61,39 @@ class Page:
     rows: list[list[Any]]
 
 
+@dataclass(frozen=True)
+class SheetsConnection:
+    """
+    Where and as whom the Sheets API is called: the settings every reader of a caller (operator,
+    sensor, trigger, watermark operator, stream runner) is built from, so none leaves one out.
+
+    :param gcp_conn_id: the ``google_cloud_platform`` connection id.
+    :param api_endpoint: a custom Sheets API endpoint (private endpoint or a local server).
+    :param impersonation_chain: service account(s) to impersonate (one, or a chain).
+    """
+
+    gcp_conn_id: str = "google_cloud_default"
+    api_endpoint: str | None = None
+    impersonation_chain: str | Sequence[str] | None = None
+
+    def reader(self, value_render_option: str = "FORMATTED_VALUE") -> SheetsReader:
+        return SheetsReader(
+            gcp_conn_id=self.gcp_conn_id,
+            api_endpoint=self.api_endpoint or None,
+            impersonation_chain=self.impersonation_chain,
+            value_render_option=value_render_option,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable (a trigger's kwargs): a chain as a list."""
+        chain = self.impersonation_chain
+        return {
+            "gcp_conn_id": self.gcp_conn_id,
+            "api_endpoint": self.api_endpoint or None,
+            "impersonation_chain": chain if chain is None or isinstance(chain, str) else list(chain),
+        }
+
+
 class SheetsReader:
     """
     Incremental reader of a tab, built on :class:`GSheetsHook`.

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_sheets.errors import SheetsConfigError, WatermarkError
-from airflow_provider_sheets.hooks.sheets import SheetsReader
-from airflow_provider_sheets.kafka import SheetsProducerHook
+from airflow_provider_sheets.hooks.sheets import SheetsConnection
+from airflow_provider_sheets.kafka import client_config
 from airflow_provider_sheets.watermark import WatermarkStore, default_watermark_key
 from airflow_provider_sheets.watermark_tools import highest_published_row, reset_watermark, set_watermark
 
@@ -35,6 +35,8 @@ class SheetsWatermarkOperator(BaseOperator):
     :param sheet_name: the tab (default: the first). Templated.
     :param watermark_key: the Variable; default derived like the transfer operator's. Templated.
     :param last_row: for ``set``. Templated.
+    :param impersonation_chain: service account(s) to impersonate when describing the tab, as
+        for the transfer operator. Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -47,6 +49,7 @@ class SheetsWatermarkOperator(BaseOperator):
         "gcp_conn_id",
         "kafka_config_id",
         "api_endpoint",
+        "impersonation_chain",
     )
 
     def __init__(
@@ -61,6 +64,7 @@ class SheetsWatermarkOperator(BaseOperator):
         gcp_conn_id: str = "google_cloud_default",
         kafka_config_id: str = "kafka_default",
         api_endpoint: str | None = None,
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -73,13 +77,13 @@ class SheetsWatermarkOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
         self.kafka_config_id = kafka_config_id
         self.api_endpoint = api_endpoint
+        self.impersonation_chain = impersonation_chain
 
     def execute(self, context: Context) -> dict[str, Any]:
         if self.action not in ACTIONS:
             raise SheetsConfigError(f"action must be one of {', '.join(ACTIONS)}, got {self.action!r}")
-        info = SheetsReader(self.gcp_conn_id, api_endpoint=self.api_endpoint or None).describe(
-            self.spreadsheet_id, self.sheet_name or None
-        )
+        connection = SheetsConnection(self.gcp_conn_id, self.api_endpoint, self.impersonation_chain)
+        info = connection.reader().describe(self.spreadsheet_id, self.sheet_name or None)
         key = self.watermark_key or default_watermark_key(self.spreadsheet_id, info.sheet_id, self.topic)
         before = WatermarkStore(key).get()
         result: dict[str, Any] = {
@@ -104,7 +108,7 @@ class SheetsWatermarkOperator(BaseOperator):
         elif self.action == "reset":
             reset_watermark(key)
         elif self.action == "rebuild":
-            config = SheetsProducerHook(self.kafka_config_id)._build_config()
+            config = client_config(self.kafka_config_id)
             highest, scanned = highest_published_row(config, self.topic, self.spreadsheet_id, info.sheet_id)
             result["records_scanned"] = scanned
             if highest is None:

@@ -13,7 +13,7 @@ from airflow.sdk.configuration import conf
 
 from airflow_provider_sheets import errors
 from airflow_provider_sheets.errors import SheetsConfigError, SheetsToKafkaError, WatermarkError
-from airflow_provider_sheets.hooks.sheets import SheetInfo, SheetsReader
+from airflow_provider_sheets.hooks.sheets import SheetInfo, SheetsConnection
 from airflow_provider_sheets.probe import NewRowsProbe, default_probe_rows
 from airflow_provider_sheets.triggers.sheet_rows import SheetNewRowsTrigger
 from airflow_provider_sheets.watermark import WatermarkStore, default_watermark_key
@@ -61,6 +61,8 @@ class SheetNewRowsSensor(BaseSensorOperator):
     :param probe_rows: how many rows after the watermark one poke looks at; default
         ``max(min_rows, 200)``. Empty rows inside the window do not count.
     :param deferrable: wait in the triggerer instead of a worker slot.
+    :param impersonation_chain: service account(s) to impersonate, as for the transfer operator
+        (the trigger gets them too). Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -70,6 +72,7 @@ class SheetNewRowsSensor(BaseSensorOperator):
         "gcp_conn_id",
         "api_endpoint",
         "watermark_key",
+        "impersonation_chain",
     )
     ui_color = "#e6f4ea"
 
@@ -86,6 +89,7 @@ class SheetNewRowsSensor(BaseSensorOperator):
         min_rows: int = 1,
         probe_rows: int | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        impersonation_chain: str | Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -109,13 +113,18 @@ class SheetNewRowsSensor(BaseSensorOperator):
         self.min_rows = min_rows
         self.probe_rows = probe_rows
         self.deferrable = deferrable
+        self.impersonation_chain = impersonation_chain
+
+    @property
+    def connection(self) -> SheetsConnection:
+        return SheetsConnection(self.gcp_conn_id, self.api_endpoint, self.impersonation_chain)
 
     @cached_property
     def probe(self) -> NewRowsProbe:
         """The tab prober; built after templates are rendered, kept for the instance's pokes."""
         self._validate()
         return NewRowsProbe(
-            SheetsReader(gcp_conn_id=self.gcp_conn_id, api_endpoint=self.api_endpoint or None),
+            self.connection.reader(),
             self.spreadsheet_id,
             self.sheet_name,
             self.probe_rows,
@@ -178,8 +187,7 @@ class SheetNewRowsSensor(BaseSensorOperator):
                 min_rows=self.min_rows,
                 probe_rows=self.probe_rows,
                 poke_interval=self.poke_interval,
-                gcp_conn_id=self.gcp_conn_id,
-                api_endpoint=self.api_endpoint or None,
+                **self.connection.as_dict(),
                 watermark_key=self.probe.watermark_key,
                 not_before=time.time() + self.poke_interval,
             ),

@@ -21,8 +21,8 @@ from airflow_provider_sheets.core import (
     watermark_for,
 )
 from airflow_provider_sheets.errors import DriftError, SheetsConfigError, WatermarkError
-from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, Page, SheetInfo, SheetsReader
-from airflow_provider_sheets.kafka import Publisher, read_last_value
+from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, Page, SheetInfo, SheetsConnection, SheetsReader
+from airflow_provider_sheets.kafka import Publisher, client_config, read_last_value
 from airflow_provider_sheets.lease import WatermarkLease
 from airflow_provider_sheets.mapping_process import MappingProcessHooks
 from airflow_provider_sheets.mapping_process import available as mapping_process_available
@@ -265,11 +265,8 @@ class SheetToKafkaOperator(BaseOperator):
 
     @cached_property
     def reader(self) -> SheetsReader:
-        return SheetsReader(
-            gcp_conn_id=self.gcp_conn_id,
-            api_endpoint=self.api_endpoint or None,
-            impersonation_chain=self.impersonation_chain,
-            value_render_option=self.value_render_option,
+        return SheetsConnection(self.gcp_conn_id, self.api_endpoint, self.impersonation_chain).reader(
+            self.value_render_option
         )
 
     @cached_property
@@ -653,7 +650,7 @@ class SheetToKafkaOperator(BaseOperator):
     def _reconcile(self, store: WatermarkStore, previous: Watermark | None) -> Watermark | None:
         """Exactly-once: trust the checkpoint committed with the records when the Variable lags behind it."""
         raw = read_last_value(
-            self.publisher.hook.producer_config(self.publisher.hook._build_config()),
+            client_config(self.kafka_config_id, self.producer_config),
             self._state_topic,
             store.key.encode(),
         )

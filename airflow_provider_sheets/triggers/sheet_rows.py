@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_sheets.hooks.sheets import SheetsReader
+from airflow_provider_sheets.hooks.sheets import SheetsConnection
 from airflow_provider_sheets.probe import NewRowsProbe, default_probe_rows
 
 
@@ -44,6 +44,7 @@ class SheetNewRowsTrigger(BaseTrigger):
     :param api_endpoint: a custom Sheets API endpoint.
     :param watermark_key: the watermark Variable's key, named in error messages.
     :param not_before: the UNIX time of the first poll; ``None`` polls at once.
+    :param impersonation_chain: service account(s) to impersonate, as for the sensor.
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class SheetNewRowsTrigger(BaseTrigger):
         api_endpoint: str | None = None,
         watermark_key: str | None = None,
         not_before: float | None = None,
+        impersonation_chain: str | list[str] | None = None,
     ) -> None:
         super().__init__()
         self.spreadsheet_id = spreadsheet_id
@@ -71,6 +73,7 @@ class SheetNewRowsTrigger(BaseTrigger):
         self.api_endpoint = api_endpoint or None
         self.watermark_key = watermark_key
         self.not_before = not_before
+        self.connection = SheetsConnection(gcp_conn_id, api_endpoint, impersonation_chain)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -82,8 +85,7 @@ class SheetNewRowsTrigger(BaseTrigger):
                 "min_rows": self.min_rows,
                 "probe_rows": self.probe_rows,
                 "poke_interval": self.poke_interval,
-                "gcp_conn_id": self.gcp_conn_id,
-                "api_endpoint": self.api_endpoint,
+                **self.connection.as_dict(),
                 "watermark_key": self.watermark_key,
                 "not_before": self.not_before,
             },
@@ -103,7 +105,7 @@ class SheetNewRowsTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             probe = NewRowsProbe(
-                SheetsReader(gcp_conn_id=self.gcp_conn_id, api_endpoint=self.api_endpoint),
+                self.connection.reader(),
                 self.spreadsheet_id,
                 self.sheet_name,
                 self.probe_rows,

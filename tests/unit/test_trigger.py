@@ -143,6 +143,7 @@ def test_serialize_round_trips():
         "poke_interval": 30.0,
         "gcp_conn_id": "sheets",
         "api_endpoint": "http://127.0.0.1:8085",
+        "impersonation_chain": ["a@p.iam.gserviceaccount.com", "b@p.iam.gserviceaccount.com"],
         "watermark_key": "wm",
         "not_before": 1_795_000_000.5,
     }
