@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a service-account key file (JSON); default: Application Default Credentials",
     )
     sheet.add_argument(
+        "--impersonate",
+        metavar="SA[,SA...]",
+        help="service account(s) to impersonate, a chain separated by commas (as impersonation_chain)",
+    )
+    sheet.add_argument(
         "--api-endpoint",
         metavar="URL",
         help="a custom Sheets API endpoint; a loopback URL without --key-file is "
@@ -239,6 +244,9 @@ def stream_command(args: argparse.Namespace) -> int:
         gcp_conn_id=GCP_CONN_ID,
         kafka_config_id=KAFKA_CONN_ID,
         api_endpoint=args.api_endpoint,
+        impersonation_chain=[sa.strip() for sa in args.impersonate.split(",") if sa.strip()]
+        if args.impersonate
+        else None,
         poll_interval=args.poll_interval,
         page_size=args.page_size or DEFAULT_PAGE_SIZE,
         key_column=args.key_column,

@@ -124,3 +124,32 @@ def test_the_position_store_reads_the_connection_the_same_way(monkeypatch):
     extra = {"bootstrap.servers": "broker:9092", "linger.ms": 5, "sasl.username": "u"}
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "kafka", "extra": extra}))
     assert PositionStore("x.position", conn_id).client_config == client_config(conn_id)
+
+
+def test_the_stream_command_takes_an_impersonation_chain(monkeypatch):
+    from airflow_provider_sheets import cli, streaming
+
+    seen = {}
+
+    class Recorded:
+        def __init__(self, *args, **kwargs):
+            seen.update(kwargs)
+            raise KeyboardInterrupt  # stop before anything runs
+
+    monkeypatch.setattr(streaming, "SheetStream", Recorded)
+    for conn_id in (cli.GCP_CONN_ID, cli.KAFKA_CONN_ID):  # the command defines them: restored after the test
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", "")
+    argv = [
+        "stream",
+        "--spreadsheet-id",
+        "s",
+        "--topic",
+        "x",
+        "--bootstrap-servers",
+        "127.0.0.1:1",
+        "--impersonate",
+        f"{CHAIN[0]}, {CHAIN[1]}",
+    ]
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(argv)
+    assert seen["impersonation_chain"] == CHAIN
