@@ -129,12 +129,14 @@ class NewRowsProbe:
         except SheetsConfigError:
             if fresh:
                 raise
-            # "exceeds grid limits": the grid shrank since it was cached.
+            # HTTP 400 on a cached tab: its grid shrank ("exceeds grid limits") or it was renamed.
+            # Described afresh, the range is asked again once: a second 400 is the caller's.
             info = self.describe()
             self._check(after_row, info)
-            if probe_range(info, after_row, self.probe_rows) is None:
+            block = probe_range(info, after_row, self.probe_rows)
+            if block is None:
                 return 0
-            raise
+            (rows,) = self.reader.batch_get(self.spreadsheet_id, [block])
         return count_filled(rows)
 
     def poll(self, after_row: int | Callable[[SheetInfo], int]) -> int | None:

@@ -388,3 +388,20 @@ def test_execute_complete_returns_the_count():
 
     sensor = SheetNewRowsSensor(task_id="wait", spreadsheet_id="s", topic="t")
     assert sensor.execute_complete({}, {"status": "success", "count": 7, "after_row": 3, "polls": 2}) == 7
+
+
+def test_a_probe_whose_range_names_a_renamed_tab_describes_again_and_counts(server):
+    """
+    The cached range names the first tab's old title (HTTP 400 from the whole batchGet): the probe
+    describes the tab again and, the new range being valid, counts with it instead of raising.
+    """
+    from airflow_provider_sheets.hooks.sheets import SheetsConnection
+    from airflow_provider_sheets.probe import NewRowsProbe
+
+    sid = _sheet(server, 3)
+    probe = NewRowsProbe(SheetsConnection(api_endpoint=server.url).reader(), sid, None, probe_rows=50)
+    assert probe.count(1) == 3
+    server.rename_sheet(sid, FORMS_TAB, "Responses (renamed)")
+    server.append_rows(sid, "Responses (renamed)", forms_rows(2, start=3))
+    assert probe.count(1) == 5
+    assert probe.tab().title == "Responses (renamed)"
