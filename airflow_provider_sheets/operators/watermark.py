@@ -91,20 +91,14 @@ class SheetsWatermarkOperator(BaseOperator):
             "action": self.action,
             "before": before.last_row if before else None,
         }
+        new_row: int | None = None  # what set or rebuild moves the watermark to
         if self.action == "set":
             if self.last_row in (None, "", "None"):
                 raise SheetsConfigError("action 'set' needs last_row")
             row = int(self.last_row)
             if row > info.row_count:
                 raise WatermarkError(f"last_row {row} is beyond tab {info.title!r}'s {info.row_count} rows")
-            set_watermark(
-                key,
-                row,
-                spreadsheet_id=self.spreadsheet_id,
-                sheet_id=info.sheet_id,
-                sheet_name=info.title,
-                topic=self.topic,
-            )
+            new_row = row
         elif self.action == "reset":
             reset_watermark(key)
         elif self.action == "rebuild":
@@ -117,9 +111,11 @@ class SheetsWatermarkOperator(BaseOperator):
                     f"{self.topic!r} ({scanned} records scanned); nothing to rebuild from. Use action 'reset' to "
                     f"publish everything again."
                 )
+            new_row = highest
+        if new_row is not None:
             set_watermark(
                 key,
-                highest,
+                new_row,
                 spreadsheet_id=self.spreadsheet_id,
                 sheet_id=info.sheet_id,
                 sheet_name=info.title,
