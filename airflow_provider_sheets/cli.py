@@ -47,7 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Poll a tab continuously and publish every new row to a Kafka topic; the position is kept "
         "in a compacted topic. Stops cleanly on SIGTERM/SIGINT.",
     )
-    sheet = stream.add_argument_group("sheet")
+    _sheet_arguments(stream.add_argument_group("sheet"))
+    _kafka_arguments(stream.add_argument_group("kafka"))
+    _loop_arguments(stream.add_argument_group("loop"))
+    return parser
+
+
+def _sheet_arguments(sheet: argparse._ArgumentGroup) -> None:
     sheet.add_argument("--spreadsheet-id", metavar="ID", help="the id in the sheet's URL (between /d/ and /edit)")
     sheet.add_argument("--sheet-name", metavar="TAB", help="the tab title (default: the first tab)")
     sheet.add_argument(
@@ -75,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     sheet.add_argument(
         "--value-render-option", default="FORMATTED_VALUE", choices=("FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA")
     )
-    kafka = stream.add_argument_group("kafka")
+
+
+def _kafka_arguments(kafka: argparse._ArgumentGroup) -> None:
     kafka.add_argument("--topic", metavar="TOPIC", help="the destination topic (must exist)")
     kafka.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="HOST:PORT[,HOST:PORT...]")
     kafka.add_argument(
@@ -90,14 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument(
         "--key-column", metavar="HEADER", help="a header whose cell becomes the record key (default: the row number)"
     )
-    sheet.add_argument(
+    kafka.add_argument(
         "--on-drift",
-        choices=("fail", "continue"),
+        choices=("fail", "continue", "republish"),
         default="fail",
         help="when the last row already published changed (rows inserted, deleted or edited above the position): "
-        "stop (default), or publish the rows after the position as they are now",
+        "stop (default), publish the rows after the position as they are now, or publish every row again",
     )
-    loop = stream.add_argument_group("loop")
+
+
+def _loop_arguments(loop: argparse._ArgumentGroup) -> None:
     loop.add_argument(
         "--poll-interval", metavar="SECONDS", type=float, default=5.0, help="seconds between polls (default 5)"
     )
@@ -119,7 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="default: Airflow's [logging] logging_level (INFO)",
     )
-    return parser
 
 
 def read_kafka_config(path: str) -> dict[str, Any]:
@@ -204,6 +213,10 @@ def define_connection(conn_id: str, connection: dict[str, Any]) -> None:
 
 
 def check_stream_args(args: argparse.Namespace) -> None:
+    """The settings the runner needs, checked by the coercers every shell uses, under their option names."""
+    from airflow_provider_sheets.errors import SheetsConfigError
+    from airflow_provider_sheets.settings import as_int, as_positive
+
     if not args.spreadsheet_id:
         raise UsageError(
             "--spreadsheet-id is missing: pass the id from the sheet's URL (the part between /d/ and /edit)"
@@ -213,14 +226,14 @@ def check_stream_args(args: argparse.Namespace) -> None:
             "--topic is missing: pass the destination topic (create it first, e.g. kafka-topics.sh "
             "--create --topic responses --partitions 3)"
         )
-    if args.poll_interval <= 0:
-        raise UsageError(f"--poll-interval must be positive, got {args.poll_interval}")
-    if args.page_size is not None and args.page_size < 1:
-        raise UsageError(f"--page-size must be a positive integer, got {args.page_size}")
-    if args.status_interval <= 0:
-        raise UsageError(f"--status-interval must be positive, got {args.status_interval}")
-    if args.header_row < 1:
-        raise UsageError(f"--header-row must be a positive integer, got {args.header_row}")
+    try:
+        for option in ("--poll-interval", "--status-interval", "--flush-timeout"):
+            as_positive(option, getattr(args, option[2:].replace("-", "_")))
+        as_int("--header-row", args.header_row, minimum=1)
+        if args.page_size is not None:
+            as_int("--page-size", args.page_size, minimum=1)
+    except SheetsConfigError as err:
+        raise UsageError(str(err)) from None
 
 
 def stream_command(args: argparse.Namespace) -> int:
@@ -234,7 +247,7 @@ def stream_command(args: argparse.Namespace) -> int:
     from google.auth.exceptions import GoogleAuthError
 
     from airflow_provider_sheets.errors import SheetsConfigError, SheetsToKafkaError
-    from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE
+    from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE
     from airflow_provider_sheets.streaming import SheetStream
 
     stream = SheetStream(

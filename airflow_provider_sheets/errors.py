@@ -1,14 +1,40 @@
-"""Named exceptions; each message says what was wrong and how to fix it.
+r"""Named exceptions; each message says what was wrong and how to fix it.
 
 Errors that a retry cannot fix (a missing tab, a bad argument) derive from
 :class:`AirflowFailException`, so Airflow fails the task without burning its retries.
+
+Lower layers state the fact; the caller that knows what a retry or a fix means for it adds that
+in its own words (:func:`with_fix`). The pure layer's own exceptions (:class:`RowMappingError`,
+``PlanError``, ``PositionFormatError``, ``TimestampError``) are plain ``ValueError``\ s that the
+callers turn into these.
 """
 
 from __future__ import annotations
 
 import json
+from typing import TypeVar
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider_sheets.model.mapping import RowMappingError
+
+__all__ = [
+    "DriftError",
+    "HeaderError",
+    "KafkaConfigError",
+    "KafkaPublishError",
+    "ProducerFencedError",
+    "RowMappingError",
+    "SheetNotFoundError",
+    "SheetsAccessError",
+    "SheetsConfigError",
+    "SheetsQuotaError",
+    "SheetsToKafkaError",
+    "WatermarkConflictError",
+    "WatermarkError",
+    "WatermarkWriteError",
+    "with_fix",
+]
 
 
 class SheetsToKafkaError(AirflowException):
@@ -57,9 +83,8 @@ class SheetsAccessError(SheetsToKafkaError):
         elif status == 429:
             exc = SheetsQuotaError(
                 f"Google Sheets quota exhausted for spreadsheet {spreadsheet_id!r} (HTTP 429 while trying "
-                f"to {what}, after the connection's num_retries): {reason}. Lower the schedule frequency "
-                f"or raise num_retries on the connection; the watermark was not moved, so the next run "
-                f"continues where this one stopped."
+                f"to {what}, after the connection's num_retries): {reason}. Poll less often or raise "
+                f"num_retries on the connection."
             )
         elif status == 400:
             exc = SheetsConfigError(
@@ -79,7 +104,7 @@ class SheetsQuotaError(SheetsAccessError):
 
 
 class KafkaPublishError(SheetsToKafkaError):
-    """Records could not be delivered; the watermark was not moved."""
+    """Records could not be delivered (those not acknowledged were purged)."""
 
 
 class ProducerFencedError(KafkaPublishError):
@@ -96,6 +121,20 @@ class WatermarkError(SheetsConfigError):
 
 class WatermarkWriteError(SheetsToKafkaError):
     """The watermark Variable could not be written or did not read back as written."""
+
+
+class WatermarkConflictError(SheetsToKafkaError):
+    """Another run holds the lease on this watermark."""
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def with_fix(err: E, fix: str) -> E:
+    """The same error (class and attributes) with what the caller knows appended to its message."""
+    amended = type(err)(f"{err} {fix}")
+    amended.__dict__.update(err.__dict__)
+    return amended
 
 
 def _google_reason(err) -> str:

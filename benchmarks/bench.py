@@ -310,12 +310,12 @@ def _child_raw(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _child_read(spec: dict[str, Any]) -> dict[str, Any]:
-    """The Sheets side alone: ``SheetsReader.read`` of the whole tab, pages dropped as they come."""
-    from airflow_provider_sheets.hooks.sheets import SheetsReader
+    """The Sheets side alone: the operator's ``SheetsReader.read`` of the whole tab, pages dropped as they come."""
+    from airflow_provider_sheets import accel
+    from airflow_provider_sheets.hooks.sheets import SheetsConnection
 
-    reader = SheetsReader(
-        api_endpoint=spec["api_endpoint"], value_render_option=spec.get("value_render_option") or "FORMATTED_VALUE"
-    )
+    connection = SheetsConnection(api_endpoint=spec["api_endpoint"])
+    reader = accel.reader(connection, spec.get("value_render_option") or "FORMATTED_VALUE")
     started = time.perf_counter()
     info = reader.describe(spec["spreadsheet_id"], TAB)
     header, pages = reader.read(info, 1, **({"page_size": spec["page_size"]} if spec.get("page_size") else {}))
@@ -387,7 +387,7 @@ def _hook_and_produce(spreadsheet_id, api_endpoint, topic, synchronous, limit, c
     from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOperator
     from airflow.providers.google.suite.hooks.sheets import GSheetsHook
 
-    from airflow_provider_sheets.rows import A1Range
+    from airflow_provider_sheets.model.a1 import A1Range
 
     started = time.perf_counter()
     hook = GSheetsHook(api_endpoint=api_endpoint)

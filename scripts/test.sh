@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test suite: ruff (lint and format), mypy on the package, the packaging check (scripts/package_check.sh: build,
+# The test suite: ruff (lint and format), mypy on the package, the layers contract (lint-imports, see
+# [tool.importlinter] in pyproject.toml), the packaging check (scripts/package_check.sh: build,
 # install the wheel into a fresh virtualenv, see Airflow list the provider), then pytest on SQLite,
 # then the Airflow-facing tests again on PostgreSQL.
 # scripts/services.sh installs (Debian) and starts what the tests need: PostgreSQL, chromium,
@@ -17,6 +18,7 @@ start_postgres
 "$PY" -m ruff check .
 "$PY" -m ruff format --check .
 "$PY" -m mypy
+"$PY" -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 PY="$PY" bash scripts/package_check.sh
 
 "$PY" -m pytest -q "$@"

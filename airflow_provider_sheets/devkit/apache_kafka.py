@@ -23,7 +23,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from airflow_provider_sheets.devkit.broker import BrokerProcess, free_port
+from airflow_provider_sheets.devkit.broker_process import BrokerProcess, free_port
 
 log = logging.getLogger(__name__)
 

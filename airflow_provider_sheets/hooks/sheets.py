@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -10,19 +9,19 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
-import msgspec
 from airflow.providers.google.suite.hooks.sheets import GSheetsHook
-from googleapiclient.model import JsonModel
 
 from airflow_provider_sheets.errors import SheetNotFoundError, SheetsAccessError
-from airflow_provider_sheets.rows import A1Range, TextRows
+from airflow_provider_sheets.model.a1 import A1Range
+from airflow_provider_sheets.model.sheet import Page, SheetInfo
+from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE
+
+__all__ = ["DEFAULT_PAGE_SIZE", "ClientTuning", "Page", "SheetInfo", "SheetsConnection", "SheetsReader"]
 
 log = logging.getLogger(__name__)
 
-#: Default number of rows per values request; Google advises payloads of at most ~2 MB.
-DEFAULT_PAGE_SIZE = 5_000
 
 #: After empty pages the span grows up to this many times ``page_size`` …
 MAX_EMPTY_SPAN_FACTOR = 16
@@ -38,27 +37,17 @@ ROW_SAMPLE = 32
 CELL_OVERHEAD = 6
 
 
-@dataclass(frozen=True)
-class SheetInfo:
-    """What ``spreadsheets.get`` tells about one tab."""
+class ClientTuning(Protocol):
+    """
+    How the Google client is made faster (:mod:`airflow_provider_sheets.accel.google_client`); a
+    reader without one uses the client as it comes.
+    """
 
-    spreadsheet_id: str
-    spreadsheet_title: str
-    time_zone: str
-    sheet_id: int
-    title: str
-    row_count: int
-    column_count: int
-    tabs: tuple[str, ...]
+    def prepare(self, service: Any) -> None:
+        """Adjust the client's ``Resource`` once, before its first request."""
 
-
-@dataclass(frozen=True)
-class Page:
-    """Rows ``first_row`` .. ``last_row`` of a tab (``rows`` may be shorter: trailing empties dropped)."""
-
-    first_row: int
-    last_row: int
-    rows: list[list[Any]]
+    def all_text(self, rows: list[list[Any]]) -> bool:
+        """Whether the decoder found every cell of these rows to be a string."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +65,14 @@ class SheetsConnection:
     api_endpoint: str | None = None
     impersonation_chain: str | Sequence[str] | None = None
 
-    def reader(self, value_render_option: str = "FORMATTED_VALUE") -> SheetsReader:
+    def reader(self, value_render_option: str = "FORMATTED_VALUE", tuning: ClientTuning | None = None) -> SheetsReader:
+        """The one way a reader is built (callers get the tuned one from :func:`~.accel.reader`)."""
         return SheetsReader(
             gcp_conn_id=self.gcp_conn_id,
             api_endpoint=self.api_endpoint or None,
             impersonation_chain=self.impersonation_chain,
             value_render_option=value_render_option,
+            tuning=tuning,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -108,6 +99,7 @@ class SheetsReader:
         ``UNFORMATTED_VALUE`` or ``FORMULA``.
     :param date_time_render_option: ``SERIAL_NUMBER`` or ``FORMATTED_STRING`` (used with
         ``UNFORMATTED_VALUE``).
+    :param tuning: makes the Google client faster (see :class:`ClientTuning`); ``None``: as it comes.
     """
 
     def __init__(
@@ -117,7 +109,9 @@ class SheetsReader:
         impersonation_chain: str | Sequence[str] | None = None,
         value_render_option: str = "FORMATTED_VALUE",
         date_time_render_option: str = "FORMATTED_STRING",
+        tuning: ClientTuning | None = None,
     ) -> None:
+        self.tuning = tuning
         self.gcp_conn_id = gcp_conn_id
         self.api_endpoint = api_endpoint or None
         self.impersonation_chain = impersonation_chain
@@ -126,7 +120,7 @@ class SheetsReader:
         self.requests = 0
         #: the cells of ``check_row`` from the last :meth:`read` (``[]`` when that row is empty)
         self.checked_row: list[Any] | None = None
-        self._lean = False
+        self._prepared = False
         # one request at a time: the page prefetch thread and the caller share one HTTP client
         self._lock = threading.Lock()
 
@@ -141,11 +135,10 @@ class SheetsReader:
     def _call(self, what: str, spreadsheet_id: str, func, /, **kwargs):
         from googleapiclient.errors import HttpError
 
-        if not self._lean:
-            service = self.hook.get_conn()
-            _skip_schema_docs(service)
-            _decode_with_msgspec(service)
-            self._lean = True
+        if not self._prepared:
+            if self.tuning is not None:
+                self.tuning.prepare(self.hook.get_conn())
+            self._prepared = True
         try:
             with self._lock:
                 self.requests += 1
@@ -154,20 +147,8 @@ class SheetsReader:
             raise SheetsAccessError.from_http_error(err, what, spreadsheet_id, self._account()) from None
 
     def after_fork(self) -> None:
-        """
-        In a forked child: forget the HTTP connections inherited from the parent (closing only this
-        process's descriptors; the parent's connections stay open) so that each process talks over
-        its own.
-        """
+        """In a forked child: a lock of this process's own (the parent's may be held by its thread)."""
         self._lock = threading.Lock()
-        service = getattr(self.hook, "_conn", None)
-        http = getattr(service, "_http", None)
-        connections = getattr(getattr(http, "http", http), "connections", None)
-        if isinstance(connections, dict):
-            for connection in list(connections.values()):
-                with contextlib.suppress(Exception):
-                    connection.close()
-            connections.clear()
 
     def _account(self) -> str | None:
         """The service account's e-mail (never its key), to say whom to share the sheet with."""
@@ -215,6 +196,10 @@ class SheetsReader:
             column_count=int(grid.get("columnCount", 26)),
             tabs=tabs,
         )
+
+    def all_text(self, rows: list[list[Any]]) -> bool:
+        """Whether the tuned decoder found every cell of ``rows`` to be a string."""
+        return self.tuning is not None and self.tuning.all_text(rows)
 
     def batch_get(self, spreadsheet_id: str, ranges: list[A1Range]) -> list[list[list[Any]]]:
         """Fetch several ranges in one ``values:batchGet`` request; a missing ``values`` is ``[]``."""
@@ -278,7 +263,8 @@ class SheetsReader:
             self.checked_row = checked[0] if checked else []
         if start > end:
             return header, iter(())
-        return header, self._pages(info, Page(start, first_end, values[-1]), end, page_size, last_col)
+        first = Page(start, first_end, values[-1], self.all_text(values[-1]))
+        return header, self._pages(info, first, end, page_size, last_col)
 
     def _pages(self, info: SheetInfo, first: Page, end: int, page_size: int, last_col: int) -> Iterator[Page]:
         """
@@ -312,7 +298,7 @@ class SheetsReader:
 
     def _fetch(self, info: SheetInfo, start: int, stop: int, last_col: int) -> Page:
         (rows,) = self.batch_get(info.spreadsheet_id, [A1Range.rows(info.title, start, stop, last_col)])
-        return Page(start, stop, rows)
+        return Page(start, stop, rows, self.all_text(rows))
 
     @staticmethod
     def _rows_per_page(rows: list[list[Any]], page_size: int) -> int:
@@ -333,84 +319,3 @@ class SheetsReader:
         """
         cap = max(page_size, min(MAX_EMPTY_SPAN_FACTOR * page_size, MAX_PAGE_CELLS // max(last_col, 1)))
         return min(span * 2, cap)
-
-
-def _skip_schema_docs(service: Any) -> None:
-    """
-    Keep the Google client from writing huge docstrings on every call.
-
-    Each ``service.spreadsheets()`` call (``GSheetsHook`` makes one per request) builds a
-    ``Resource`` whose methods get docstrings that pretty-print their whole request and response
-    schemas: for Sheets, ~20 MB of text and ~60 ms of CPU per call, and ~0.5 s and ~55 MB more for
-    the first one. Pre-filling the client's cache of pretty-printed schemas with a one-line
-    placeholder leaves short docstrings and changes nothing else; on a client without that cache
-    this does nothing.
-    """
-    schema = getattr(service, "_schema", None)
-    pretty = getattr(schema, "pretty", None)
-    schemas = getattr(schema, "schemas", None)
-    if isinstance(pretty, dict) and isinstance(schemas, dict):
-        for name in schemas:
-            pretty.setdefault(name, "{},\n")
-
-
-class _TextRange(msgspec.Struct, forbid_unknown_fields=True):
-    range: str | msgspec.UnsetType = msgspec.UNSET
-    majorDimension: str | msgspec.UnsetType = msgspec.UNSET  # noqa: N815 - the API's name
-    values: list[list[str]] | msgspec.UnsetType = msgspec.UNSET
-
-    def as_dict(self) -> dict[str, Any]:
-        """The fields the body had, as ``json`` gives them, with the rows as :class:`TextRows`."""
-        body = {name: value for name in self.__struct_fields__ if (value := getattr(self, name)) is not msgspec.UNSET}
-        if "values" in body:
-            body["values"] = TextRows(body["values"])
-        return body
-
-
-class _TextBatch(msgspec.Struct, forbid_unknown_fields=True):
-    spreadsheetId: str  # noqa: N815 - the API's name
-    valueRanges: list[_TextRange]  # noqa: N815 - the API's name
-
-
-#: A ``values:batchGet`` response whose cells are all strings, and nothing else: any other body
-#: (another response, another field, a value that is not a string) fails its checks.
-_decode_text_batch = msgspec.json.Decoder(_TextBatch).decode
-
-
-class MsgspecJsonModel(JsonModel):
-    """
-    The Google client's :class:`JsonModel`, decoding response bodies with msgspec: the same Python
-    objects as ``json.loads``, about 3x faster on a 1 MB page of values. A body msgspec rejects
-    (``NaN``, integers beyond 64 bits, not JSON at all) goes through ``JsonModel`` as before.
-
-    A ``values:batchGet`` response whose cells are all strings (every one with
-    ``FORMATTED_VALUE``) is checked for that while it is decoded, at no measurable cost, and its
-    rows come as :class:`~airflow_provider_sheets.rows.TextRows`, which the row mapper need not
-    check again (0.22 µs a row of 10 cells). A response with other values (``UNFORMATTED_VALUE``
-    numbers) fails that check at its first such cell and is decoded as any other body.
-    """
-
-    def deserialize(self, content):
-        try:
-            batch = _decode_text_batch(content)
-        except (msgspec.DecodeError, TypeError):  # ValidationError is a DecodeError
-            pass
-        else:
-            return {"spreadsheetId": batch.spreadsheetId, "valueRanges": [vr.as_dict() for vr in batch.valueRanges]}
-        try:
-            body = msgspec.json.decode(content)
-        except (msgspec.DecodeError, TypeError):
-            return super().deserialize(content)
-        if self._data_wrapper and isinstance(body, dict) and "data" in body:
-            body = body["data"]
-        return body
-
-
-def _decode_with_msgspec(service: Any) -> None:
-    """
-    Give the client's ``Resource`` (and the resources it creates from now on) a
-    :class:`MsgspecJsonModel`, through the ``model`` it was built with (``build(model=...)``).
-    """
-    model = getattr(service, "_model", None)
-    if model is not None and type(model) is JsonModel:
-        service._model = MsgspecJsonModel(data_wrapper=model._data_wrapper)

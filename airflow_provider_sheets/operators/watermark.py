@@ -7,11 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_sheets import accel
+from airflow_provider_sheets.adapters.kafka_config import client_config
+from airflow_provider_sheets.adapters.state_topic import highest_published_row
+from airflow_provider_sheets.adapters.variable_store import WatermarkStore, reset_watermark, set_watermark
 from airflow_provider_sheets.errors import SheetsConfigError, WatermarkError
 from airflow_provider_sheets.hooks.sheets import SheetsConnection
-from airflow_provider_sheets.kafka import client_config
-from airflow_provider_sheets.watermark import WatermarkStore, default_watermark_key
-from airflow_provider_sheets.watermark_tools import highest_published_row, reset_watermark, set_watermark
+from airflow_provider_sheets.model.position import default_watermark_key
+from airflow_provider_sheets.settings import as_choice, as_int
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -80,10 +83,9 @@ class SheetsWatermarkOperator(BaseOperator):
         self.impersonation_chain = impersonation_chain
 
     def execute(self, context: Context) -> dict[str, Any]:
-        if self.action not in ACTIONS:
-            raise SheetsConfigError(f"action must be one of {', '.join(ACTIONS)}, got {self.action!r}")
+        as_choice("action", self.action, ACTIONS)
         connection = SheetsConnection(self.gcp_conn_id, self.api_endpoint, self.impersonation_chain)
-        info = connection.reader().describe(self.spreadsheet_id, self.sheet_name or None)
+        info = accel.reader(connection).describe(self.spreadsheet_id, self.sheet_name or None)
         key = self.watermark_key or default_watermark_key(self.spreadsheet_id, info.sheet_id, self.topic)
         before = WatermarkStore(key).get()
         result: dict[str, Any] = {
@@ -95,7 +97,7 @@ class SheetsWatermarkOperator(BaseOperator):
         if self.action == "set":
             if self.last_row in (None, "", "None"):
                 raise SheetsConfigError("action 'set' needs last_row")
-            row = int(self.last_row)
+            row = as_int("last_row", self.last_row, minimum=1)
             if row > info.row_count:
                 raise WatermarkError(f"last_row {row} is beyond tab {info.title!r}'s {info.row_count} rows")
             new_row = row

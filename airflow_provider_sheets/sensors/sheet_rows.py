@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
 
-from airflow_provider_sheets import errors
-from airflow_provider_sheets.errors import SheetsConfigError, SheetsToKafkaError, WatermarkError
+from airflow_provider_sheets import accel, errors
+from airflow_provider_sheets.adapters.variable_store import WatermarkStore
+from airflow_provider_sheets.errors import SheetsConfigError, SheetsToKafkaError
 from airflow_provider_sheets.hooks.sheets import SheetInfo, SheetsConnection
-from airflow_provider_sheets.probe import NewRowsProbe, default_probe_rows
+from airflow_provider_sheets.model.position import default_watermark_key
+from airflow_provider_sheets.pipeline.probe import NewRowsProbe, default_probe_rows
+from airflow_provider_sheets.pipeline.tab import check_watermark
+from airflow_provider_sheets.settings import as_int, as_optional_text, as_text
 from airflow_provider_sheets.triggers.sheet_rows import SheetNewRowsTrigger
-from airflow_provider_sheets.watermark import WatermarkStore, default_watermark_key
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -93,12 +96,11 @@ class SheetNewRowsSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        for name, value in (("header_row", header_row), ("min_rows", min_rows)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SheetsConfigError(f"{name} must be a positive integer, got {value!r}")
+        header_row = as_int("header_row", header_row, minimum=1)
+        min_rows = as_int("min_rows", min_rows, minimum=1)
         if probe_rows is None:
             probe_rows = default_probe_rows(min_rows)
-        if not isinstance(probe_rows, int) or isinstance(probe_rows, bool) or probe_rows < min_rows:
+        if isinstance(probe_rows, bool) or not isinstance(probe_rows, int) or probe_rows < min_rows:
             raise SheetsConfigError(
                 f"probe_rows must be an integer of at least min_rows ({min_rows}), got {probe_rows!r}; "
                 f"a poke looks at probe_rows rows after the watermark, so fewer could never be enough."
@@ -124,7 +126,7 @@ class SheetNewRowsSensor(BaseSensorOperator):
         """The tab prober; built after templates are rendered, kept for the instance's pokes."""
         self._validate()
         return NewRowsProbe(
-            self.connection.reader(),
+            accel.reader(self.connection),
             self.spreadsheet_id,
             self.sheet_name,
             self.probe_rows,
@@ -133,11 +135,9 @@ class SheetNewRowsSensor(BaseSensorOperator):
 
     def _validate(self) -> None:
         for name in ("spreadsheet_id", "topic", "gcp_conn_id"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise SheetsConfigError(f"{name} must be a non-empty string after rendering, got {value!r}")
-        self.sheet_name = self.sheet_name or None
-        self.watermark_key = self.watermark_key or None
+            setattr(self, name, as_text(name, getattr(self, name)))
+        self.sheet_name = as_optional_text("sheet_name", self.sheet_name)
+        self.watermark_key = as_optional_text("watermark_key", self.watermark_key)
 
     def _after_row(self, info: SheetInfo) -> int:
         """The watermark row (``header_row`` when the Variable does not exist)."""
@@ -145,11 +145,7 @@ class SheetNewRowsSensor(BaseSensorOperator):
         self.probe.watermark_key = key
         stored = WatermarkStore(key).get()
         after_row = stored.last_row if stored else self.header_row
-        if after_row < self.header_row:
-            raise WatermarkError(
-                f"watermark {key!r} says last_row={after_row}, above the header row {self.header_row}; "
-                f"set it to {self.header_row} or more."
-            )
+        check_watermark(key, after_row, self.header_row)
         return after_row
 
     def _check(self) -> int | None:

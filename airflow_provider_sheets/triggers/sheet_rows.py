@@ -9,8 +9,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_sheets import accel
 from airflow_provider_sheets.hooks.sheets import SheetsConnection
-from airflow_provider_sheets.probe import NewRowsProbe, default_probe_rows
+from airflow_provider_sheets.pipeline.probe import NewRowsProbe, default_probe_rows
 
 
 class SheetNewRowsTrigger(BaseTrigger):
@@ -105,7 +106,7 @@ class SheetNewRowsTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             probe = NewRowsProbe(
-                self.connection.reader(),
+                accel.reader(self.connection),
                 self.spreadsheet_id,
                 self.sheet_name,
                 self.probe_rows,

@@ -290,6 +290,6 @@ def _end_offset(bootstrap: str, topic: str) -> int:
 
 def _checkpoints(bootstrap: str, topic: str, key: str) -> list[str]:
     """Every record of ``key`` still in ``topic`` (after compaction), in offset order."""
-    from airflow_provider_sheets.kafka import scan_topic
+    from airflow_provider_sheets.adapters.state_topic import scan_topic
 
     return [m.value().decode() for m in scan_topic({"bootstrap.servers": bootstrap}, topic) if m.key() == key.encode()]

@@ -152,7 +152,7 @@ class _killed_when_rows_arrive:  # noqa: N801 - used as a context manager, reads
 
 def test_records_count_as_acknowledged_only_once_the_broker_acknowledged_them(spare_broker, monkeypatch):
     """A frozen broker acknowledges nothing: settle() (a checkpoint's wait) claims nothing until it thaws."""
-    from airflow_provider_sheets.kafka import Publisher
+    from airflow_provider_sheets.adapters.publisher import Publisher
 
     own = spare_broker
     name = f"acks-{uuid.uuid4().hex[:8]}"
@@ -533,8 +533,9 @@ def test_sigkill_after_publishing_resends_only_the_unacknowledged_tail(connectio
 
 @pytest.mark.parametrize("keys_are_rows", [True, False])
 def test_a_page_sent_at_once_waits_for_room_and_loses_nothing(spare_broker, monkeypatch, keys_are_rows):
-    """send_rows() with a queue of 5 records on a frozen broker: it waits for room, in order."""
-    from airflow_provider_sheets.kafka import Publisher
+    """send_many() of a page with a queue of 5 records on a frozen broker: it waits for room, in order."""
+    from airflow_provider_sheets.adapters.publisher import Publisher
+    from airflow_provider_sheets.model.headers import RecordHeaders
 
     own = spare_broker
     name = f"page-{uuid.uuid4().hex[:8]}"
@@ -549,7 +550,8 @@ def test_a_page_sent_at_once_waits_for_room_and_loses_nothing(spare_broker, monk
         thaw = threading.Timer(1.0, own.thaw)
         thaw.start()
         try:
-            publisher.send_rows(rows, [("sheets.sheet_id", b"0")], keys_are_rows)
+            page = RecordHeaders([("sheets.sheet_id", b"0")], keys_are_rows).messages(rows)
+            publisher.send_many(page)
         finally:
             thaw.join()
         assert publisher.produced == 50

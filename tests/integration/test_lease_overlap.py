@@ -1,6 +1,6 @@
 """The watermark lease's settle overlaps the describe and topic check, and still keeps runs apart.
 
-See :mod:`airflow_provider_sheets.lease`: a run claims the lease, describes the sheet and checks the
+See :mod:`airflow_provider_sheets.adapters.lease`: a run claims the lease, describes the sheet and checks the
 topic while the settle elapses, and confirms the claim before it reads the watermark or produces.
 """
 
@@ -61,10 +61,10 @@ def test_the_settle_runs_while_the_sheet_is_described(connections, sheets_server
     confirm: the confirm comes at the settle's end (not 0.3 s later), no earlier than 0.5 s after
     the claim was written, and before the watermark is read or any record produced.
     """
+    from airflow_provider_sheets.adapters.lease import WatermarkLease
+    from airflow_provider_sheets.adapters.publisher import Publisher
+    from airflow_provider_sheets.adapters.variable_store import WatermarkStore
     from airflow_provider_sheets.hooks.sheets import SheetsReader
-    from airflow_provider_sheets.kafka import Publisher
-    from airflow_provider_sheets.lease import WatermarkLease
-    from airflow_provider_sheets.watermark import WatermarkStore
 
     settle, latency = 0.5, 0.3
     sid = _sheet(sheets_server, forms_rows(5))
@@ -81,7 +81,7 @@ def test_the_settle_runs_while_the_sheet_is_described(connections, sheets_server
     timeline.wrap(SheetsReader, "describe")
     timeline.wrap(Publisher, "check_topic")
     timeline.wrap(WatermarkStore, "get", "watermark-read")
-    timeline.wrap(Publisher, "send_rows", "produce")
+    timeline.wrap(Publisher, "send_many", "produce")
     sheets_server.latency = latency
     try:
         result = run_operator(**kwargs)
@@ -109,7 +109,7 @@ _RACER = """
 import json, sys, time
 from pathlib import Path
 
-from airflow_provider_sheets.lease import WatermarkLease
+from airflow_provider_sheets.adapters.lease import WatermarkLease
 
 spec = json.loads(sys.argv[1])
 barrier = Path(spec["barrier"])

@@ -27,9 +27,14 @@ import weakref
 
 import pytest
 
-from airflow_provider_sheets.core import GC_PAGES, GC_THRESHOLD, publish_pages
-from airflow_provider_sheets.hooks.sheets import MAX_PAGE_BYTES, Page, SheetsReader
-from airflow_provider_sheets.rows import Record, RowMapper, RowMappingError
+from airflow_provider_sheets import accel
+from airflow_provider_sheets.accel import Switches, publish_pages
+from airflow_provider_sheets.accel.forked import available as forked_available
+from airflow_provider_sheets.accel.memory import GC_PAGES, GC_THRESHOLD
+from airflow_provider_sheets.hooks.sheets import MAX_PAGE_BYTES, SheetsConnection, SheetsReader
+from airflow_provider_sheets.model.loop import LoopOptions
+from airflow_provider_sheets.model.mapping import Record, RowMapper, RowMappingError
+from airflow_provider_sheets.model.sheet import Page
 from tests.helpers import run_operator
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
@@ -46,6 +51,35 @@ def _sheet(server, rows: list[list[str]], **kwargs) -> str:
     spreadsheet_id = f"perf-{uuid.uuid4().hex[:10]}"
     server.create_spreadsheet(spreadsheet_id, {TAB: [HEADER, *rows]}, **kwargs)
     return spreadsheet_id
+
+
+def _reader(connections, google_client: bool = True) -> SheetsReader:
+    """The reader every caller gets (:func:`accel.reader`), with the Google client tuned or as it comes."""
+    connection = SheetsConnection(api_endpoint=connections["api_endpoint"])
+    return accel.reader(connection, switches=Switches(google_client=google_client))
+
+
+class _CallbackSink:
+    """A sink that calls ``on_record(record)`` for each record, where the publisher would produce it."""
+
+    def __init__(self, on_record) -> None:
+        self.on_record = on_record
+
+    def dead_letter(self, error, cells) -> None:
+        raise AssertionError(f"no dead letters here: {error}")
+
+    def records(self, records) -> None:
+        for record in records:
+            self.on_record(record)
+
+    def page_done(self, result) -> None:
+        pass
+
+
+def _publish(pages, mapper: RowMapper, on_record, forked: bool = False):
+    """Publish through the entry point with the memory tuning on (in the task process unless ``forked``)."""
+    sink = _CallbackSink(on_record)
+    return publish_pages(pages, mapper, sink, LoopOptions(), Switches(forked=forked, memory=True))
 
 
 def _wait_for(predicate, timeout: float = 10.0) -> bool:
@@ -67,7 +101,8 @@ def _read_and_map(reader: SheetsReader, spreadsheet_id: str, page_size: int, hol
         header, pages = reader.read(info, 1, page_size=page_size)
         mapper = RowMapper(header)
         for page in pages:
-            mapped = [r for r in mapper.map_rows(page.first_row, page.rows) if isinstance(r, Record)]
+            rows = mapper.map_rows(page.first_row, page.rows, all_text=page.all_text)
+            mapped = [r for r in rows if isinstance(r, Record)]
             records += len(mapped)
             if hold:
                 held.append((page, mapped))
@@ -79,7 +114,7 @@ def _read_and_map(reader: SheetsReader, spreadsheet_id: str, page_size: int, hol
 
 def test_pages_are_streamed_not_accumulated(connections, sheets_server):
     spreadsheet_id = _sheet(sheets_server, _rows(24_000))
-    reader = SheetsReader(api_endpoint=connections["api_endpoint"])
+    reader = _reader(connections)
 
     streamed, streaming_peak = _read_and_map(reader, spreadsheet_id, page_size=1000, hold=False)
     kept, holding_peak = _read_and_map(reader, spreadsheet_id, page_size=1000, hold=True)
@@ -92,7 +127,7 @@ def test_pages_are_streamed_not_accumulated(connections, sheets_server):
 
 def test_prefetch_stays_one_page_ahead_and_stops_with_the_caller(connections, sheets_server):
     spreadsheet_id = _sheet(sheets_server, _rows(1000))
-    reader = SheetsReader(api_endpoint=connections["api_endpoint"])
+    reader = _reader(connections)
     info = reader.describe(spreadsheet_id, TAB)
     sheets_server.reset_stats()
 
@@ -124,7 +159,7 @@ def test_prefetch_stays_one_page_ahead_and_stops_with_the_caller(connections, sh
 def test_wide_rows_shrink_the_pages_under_the_recommended_payload(connections, sheets_server):
     wide = _rows(2500, text="x" * 300)  # ~3 KB of JSON per row
     spreadsheet_id = _sheet(sheets_server, wide)
-    reader = SheetsReader(api_endpoint=connections["api_endpoint"])
+    reader = _reader(connections)
     info = reader.describe(spreadsheet_id, TAB)
     sheets_server.reset_stats()
 
@@ -141,7 +176,7 @@ def test_wide_rows_shrink_the_pages_under_the_recommended_payload(connections, s
 
 def test_google_client_docstrings_are_not_built(connections, sheets_server):
     spreadsheet_id = _sheet(sheets_server, _rows(10))
-    reader = SheetsReader(api_endpoint=connections["api_endpoint"])
+    reader = _reader(connections)
     reader.hook.get_conn()
     tracemalloc.start()
     try:
@@ -159,16 +194,25 @@ def test_google_client_docstrings_are_not_built(connections, sheets_server):
 def test_google_client_decodes_with_msgspec_into_what_json_gives(connections, sheets_server):
     from googleapiclient.model import JsonModel
 
-    from airflow_provider_sheets.hooks.sheets import MsgspecJsonModel
+    from airflow_provider_sheets.accel.google_client import MsgspecJsonModel
 
     rows = [["é😀 text", "", "1.5"], ["=1/0", "#REF!", "x" * 50_000]]
     spreadsheet_id = _sheet(sheets_server, rows)
-    reader = SheetsReader(api_endpoint=connections["api_endpoint"])
+    reader = _reader(connections)
     info = reader.describe(spreadsheet_id, TAB)
     assert isinstance(reader.hook.get_conn()._model, MsgspecJsonModel)
     header, pages = reader.read(info, 1)
     assert header == HEADER
+    pages = list(pages)
     assert [row for page in pages for row in page.rows] == rows
+    assert all(page.all_text for page in pages), "the decoder saw every cell was text"
+    as_it_comes = _reader(connections, google_client=False)
+    untuned_info = as_it_comes.describe(spreadsheet_id, TAB)
+    assert type(as_it_comes.hook.get_conn()._model) is JsonModel, "the google_client switch off: the client as it comes"
+    _, untuned = as_it_comes.read(untuned_info, 1)
+    untuned = list(untuned)
+    assert [row for page in untuned for row in page.rows] == rows
+    assert not any(page.all_text for page in untuned)
     fast, plain = MsgspecJsonModel(), JsonModel()
     big = b'{"i": 1' + b"0" * 30 + b"}"  # beyond 64 bits: msgspec refuses, json takes it
     for body in (b'{"values": [["a", 1.5, 1e16, "\\u00e9"]]}', b"not json", big):
@@ -180,10 +224,9 @@ def test_a_batch_of_text_cells_comes_as_text_rows_and_anything_else_as_json_give
     """The mapper skips its per-row type check only for rows the decoder saw were all strings."""
     from googleapiclient.model import JsonModel
 
-    from airflow_provider_sheets.hooks.sheets import MsgspecJsonModel
-    from airflow_provider_sheets.rows import TextRows
+    from airflow_provider_sheets.accel.google_client import GoogleClientTuning, MsgspecJsonModel, TextRows
 
-    fast, plain = MsgspecJsonModel(), JsonModel()
+    fast, plain, tuning = MsgspecJsonModel(), JsonModel(), GoogleClientTuning()
     text = (
         b'{"spreadsheetId": "s", "valueRanges": [{"range": "T!A1:B2", "majorDimension": "ROWS", '
         b'"values": [["a", "\u00e9"], [], ["", "b"]]}, {"range": "T!A9:B9", "majorDimension": "ROWS"}]}'
@@ -191,6 +234,7 @@ def test_a_batch_of_text_cells_comes_as_text_rows_and_anything_else_as_json_give
     decoded = fast.deserialize(text)
     assert decoded == plain.deserialize(text)
     assert type(decoded["valueRanges"][0]["values"]) is TextRows
+    assert tuning.all_text(decoded["valueRanges"][0]["values"]), "the reader's page says all_text"
     assert "values" not in decoded["valueRanges"][1]
     others = [
         text.replace(b'"b"', b"1.5"),  # a number (UNFORMATTED_VALUE)
@@ -203,6 +247,7 @@ def test_a_batch_of_text_cells_comes_as_text_rows_and_anything_else_as_json_give
         decoded = fast.deserialize(body)
         assert decoded == plain.deserialize(body)
         assert all(type(vr.get("values")) is not TextRows for vr in decoded.get("valueRanges", []))
+        assert not any(tuning.all_text(vr.get("values", [])) for vr in decoded.get("valueRanges", []))
 
 
 def test_incremental_run_on_a_big_tab_costs_two_requests(connections, sheets_server, topic):
@@ -247,24 +292,39 @@ def test_fast_encoder_writes_exactly_what_json_writes(header, rows):
         padded = [*cells, *([None] * (len(names) - len(cells)))]
         expected = json.dumps(dict(zip(names, padded, strict=True)), ensure_ascii=False, separators=(",", ":"))
         assert record.value == expected.encode("utf-8")
+    if all(type(cell) is str for cells in rows for cell in cells):  # as the tuned reader marks such pages
+        text = [r for r in RowMapper(header).map_rows(2, rows, all_text=True) if isinstance(r, Record)]
+        assert text == records
 
 
-def test_the_collector_is_relaxed_while_publishing_and_restored_after():
+@pytest.mark.parametrize("forked", [False, True], ids=["in-process", "forked"])
+def test_the_collector_is_relaxed_while_publishing_and_restored_after(forked):
+    if forked and not forked_available():
+        pytest.skip("forked mapping needs fork (Linux)")
     before = (gc.get_threshold(), gc.get_freeze_count())
     seen = []
 
-    def emit(record, headers):
+    def on_record(record):
         seen.append((gc.get_threshold()[0], gc.get_freeze_count()))
 
     mapper = RowMapper(["a", "b"], key_column="a")
-    publish_pages([Page(2, 3, [["1", "x"], ["2", "y"]])], mapper, [], emit)
+    _publish([Page(2, 3, [["1", "x"], ["2", "y"]])], mapper, on_record, forked)
     assert [threshold for threshold, _ in seen] == [max(before[0][0], GC_THRESHOLD)] * 2
     assert all(frozen > before[1] for _, frozen in seen), "the objects alive at the start are frozen"
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
 
     with pytest.raises(RowMappingError):  # an empty key column fails the run mid-page
-        publish_pages([Page(2, 3, [["1", "x"], ["", "y"]])], mapper, [], emit)
+        _publish([Page(2, 3, [["1", "x"], ["", "y"]])], mapper, on_record, forked)
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+def test_with_the_memory_switch_off_the_collector_is_left_alone():
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    seen = []
+    sink = _CallbackSink(lambda record: seen.append((gc.get_threshold(), gc.get_freeze_count())))
+    switches = Switches(forked=False, memory=False)
+    publish_pages([Page(2, 3, [["1", "x"], ["2", "y"]])], RowMapper(["a", "b"]), sink, LoopOptions(), switches)
+    assert seen == [before] * 2
 
 
 class _Cycle:
@@ -276,12 +336,12 @@ def test_cyclic_garbage_made_while_publishing_is_collected_every_few_pages():
     made: list[weakref.ref] = []
     alive_at: dict[int, int] = {}
 
-    def emit(record, headers):
+    def on_record(record):
         made.append(weakref.ref(_Cycle()))  # garbage that only the cyclic collector frees
         alive_at[record.row] = sum(ref() is not None for ref in made)
 
     pages = [Page(row, row, [[str(row), "x"]]) for row in range(2, 2 + 2 * GC_PAGES)]
-    publish_pages(pages, RowMapper(["a", "b"]), [], emit)
+    _publish(pages, RowMapper(["a", "b"]), on_record)
     assert alive_at[2 + GC_PAGES] == 1, f"the garbage of the first {GC_PAGES} pages was collected"
 
 
@@ -289,16 +349,20 @@ def test_objects_frozen_before_publishing_stay_frozen_and_disabled_collection_st
     mapper = RowMapper(["a", "b"])
     pages = [Page(2, 2, [["1", "x"]])]
     thresholds = gc.get_threshold()
+    # kept alive, so that only publishing can lower the freeze count: a thread an earlier test left
+    # (Airflow's supervisor comms, ending ~0.1 s after its task) frees its frozen objects whenever it ends
+    alive = gc.get_objects()
     gc.freeze()  # as Airflow does before it forks its workers
     try:
         frozen = gc.get_freeze_count()
-        publish_pages(pages, mapper, [], lambda record, headers: None)
+        _publish(pages, mapper, lambda record: None)
         assert gc.get_freeze_count() >= frozen, "what was frozen before stays frozen"
         gc.set_threshold(0)
         during = []
-        publish_pages(pages, mapper, [], lambda record, headers: during.append(gc.get_threshold()[0]))
+        _publish(pages, mapper, lambda record: during.append(gc.get_threshold()[0]))
         assert during == [0], "collections switched off stay off while publishing"
         assert gc.get_threshold()[0] == 0, "collections switched off stay off"
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+        del alive

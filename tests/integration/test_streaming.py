@@ -283,6 +283,45 @@ def test_rows_changed_above_the_position_stop_the_runner_until_told_to_continue(
     assert "on_drift='continue'" in resumed.log
 
 
+def test_on_drift_republish_publishes_the_tab_again_as_it_is_now(tmp_path, broker, sheets_server, topic):
+    """A row deleted above the position: with --on-drift republish every row goes again, from the header on."""
+    sid = _new_sheet(sheets_server, 10)
+    args = _runner_args(sid, topic, broker, sheets_server, "--on-drift", "republish")
+    runner = Runner(tmp_path / "first.log", *args)
+    try:
+        runner.wait_streaming()
+        assert len(consume_all(broker.bootstrap_servers, topic, expected=10)) == 10
+        assert runner.stop() == 0, runner.log[-3000:]
+    finally:
+        if runner.process.poll() is None:
+            runner.process.kill()
+
+    sheets_server.delete_rows(sid, FORMS_TAB, 5, 1)  # rows move up: row 11, the last one published, is empty …
+    assert list(_append(sheets_server, sid, 2, start=10)) == [11, 12]  # … until another response lands there
+    republished = Runner(tmp_path / "republish.log", *args)
+    try:
+        republished.wait_streaming()
+        messages = consume_all(broker.bootstrap_servers, topic, expected=10 + 11)
+        assert republished.stop() == 0, republished.log[-3000:]
+    finally:
+        if republished.process.poll() is None:
+            republished.process.kill()
+    assert len(messages) == 21, "the first 10, then every row of the tab as it is now, once"
+    assert sorted(_rows(messages).elements()) == sorted([*range(2, 12), *range(2, 13)])
+    latest = {}
+    for message in sorted(messages, key=lambda m: (m.partition, m.offset)):
+        latest[message.key] = message.value  # one key, one partition: the higher offset is the later record
+    rows = sheets_server.get_rows(sid, FORMS_TAB)
+    header, data = rows[0], rows[1:]
+    assert latest == {
+        str(row): {name: cells[i] if i < len(cells) else None for i, name in enumerate(header)}
+        for row, cells in enumerate(data, start=2)
+    }, "a consumer keeping the latest value per key holds the tab as it is now"
+    assert "row 11 of tab 'Form Responses 1', the last row already published, holds different cells" in republished.log
+    assert "on_drift='republish'" in republished.log
+    assert _positions(broker.bootstrap_servers, f"{topic}.position")[-1][1]["last_row"] == 12
+
+
 def test_missing_settings_and_missing_tab_exit_2(tmp_path, broker, sheets_server, topic, capsys):
     from airflow_provider_sheets.cli import main
 

@@ -19,7 +19,7 @@ import pytest
 
 import tests.airflow_server as harness
 from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, forms_rows
-from airflow_provider_sheets.watermark import default_watermark_key
+from airflow_provider_sheets.model.position import default_watermark_key
 from tests.airflow_server import EXAMPLE_DAG, EXAMPLE_TASK, loaded_conftest
 from tests.helpers import consume_all
 

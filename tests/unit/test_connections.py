@@ -65,7 +65,7 @@ def test_the_watermark_operator_describes_as_the_impersonated_account(monkeypatc
     built = []
 
     class Recorded(sheets.SheetsConnection):
-        def reader(self, value_render_option: str = "FORMATTED_VALUE"):
+        def reader(self, value_render_option: str = "FORMATTED_VALUE", tuning=None):
             built.append(self)
             raise RuntimeError("stop here: no request is needed")
 
@@ -91,7 +91,7 @@ def test_a_connection_serialises_to_json(chain, serialised):
 
 def test_client_config_is_the_provider_config_without_producer_settings(monkeypatch):
     """Dotted-path callbacks resolved (the OAuth path), producer-only settings left out, overrides on top."""
-    from airflow_provider_sheets.kafka import client_config
+    from airflow_provider_sheets.adapters.kafka_config import client_config
 
     conn_id = f"kafka_{uuid.uuid4().hex[:6]}"
     path = f"{__name__}.oauth_cb"
@@ -117,7 +117,7 @@ def test_client_config_is_the_provider_config_without_producer_settings(monkeypa
 
 
 def test_the_position_store_reads_the_connection_the_same_way(monkeypatch):
-    from airflow_provider_sheets.kafka import client_config
+    from airflow_provider_sheets.adapters.kafka_config import client_config
     from airflow_provider_sheets.streaming import PositionStore
 
     conn_id = f"kafka_{uuid.uuid4().hex[:6]}"

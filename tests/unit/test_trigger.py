@@ -21,7 +21,7 @@ from airflow_provider_sheets.errors import (
     WatermarkError,
 )
 from airflow_provider_sheets.hooks.sheets import SheetInfo
-from airflow_provider_sheets.probe import MAX_TRANSIENT_FAILURES, count_filled, is_retryable, probe_range
+from airflow_provider_sheets.pipeline.probe import MAX_TRANSIENT_FAILURES, count_filled, is_retryable, probe_range
 from airflow_provider_sheets.triggers.sheet_rows import SheetNewRowsTrigger
 
 CLASSPATH = "airflow_provider_sheets.triggers.sheet_rows.SheetNewRowsTrigger"
@@ -336,8 +336,8 @@ def test_a_slow_request_does_not_block_the_event_loop(server):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"min_rows": 0}, "min_rows must be a positive integer"),
-        ({"header_row": 0}, "header_row must be a positive integer"),
+        ({"min_rows": 0}, "min_rows must be at least 1"),
+        ({"header_row": 0}, "header_row must be at least 1"),
         ({"min_rows": 300, "probe_rows": 200}, "probe_rows must be an integer of at least min_rows"),
     ],
 )
@@ -396,7 +396,7 @@ def test_a_probe_whose_range_names_a_renamed_tab_describes_again_and_counts(serv
     describes the tab again and, the new range being valid, counts with it instead of raising.
     """
     from airflow_provider_sheets.hooks.sheets import SheetsConnection
-    from airflow_provider_sheets.probe import NewRowsProbe
+    from airflow_provider_sheets.pipeline.probe import NewRowsProbe
 
     sid = _sheet(server, 3)
     probe = NewRowsProbe(SheetsConnection(api_endpoint=server.url).reader(), sid, None, probe_rows=50)

@@ -50,3 +50,35 @@ def parse_timestamp(cell: object, zone: ZoneInfo, fmt: str = FORMS_TIMESTAMP_FOR
 def in_interval(moment: datetime, start: datetime, end: datetime) -> bool:
     """``start <= moment < end``, comparing aware datetimes in UTC."""
     return start.astimezone(timezone.utc) <= moment.astimezone(timezone.utc) < end.astimezone(timezone.utc)
+
+
+class TimestampError(ValueError):
+    """A row's timestamp cell could not be read (the message names the row, column and zone)."""
+
+
+class IntervalSelector:
+    """
+    A backfill's row filter: keeps the rows whose ``column`` cell falls in ``[start, end)``, read in
+    the spreadsheet's time zone. Blank cells are left out.
+
+    :param index: the 0-based column of the timestamp cells; ``column`` is its field name.
+    :raises TimestampError: (when called) a cell that is not blank and not a timestamp.
+    """
+
+    def __init__(self, index: int, column: str, zone: ZoneInfo, fmt: str, start: datetime, end: datetime) -> None:
+        self.index = index
+        self.column = column
+        self.zone = zone
+        self.fmt = fmt
+        self.start = start
+        self.end = end
+
+    def __call__(self, cells: list[object], row: int) -> bool:
+        cell = cells[self.index] if self.index < len(cells) else None
+        try:
+            moment = parse_timestamp(cell, self.zone, self.fmt)
+        except ValueError as err:
+            raise TimestampError(
+                f"row {row}: {err} (column {self.column!r}, spreadsheet time zone {self.zone.key})"
+            ) from None
+        return moment is not None and in_interval(moment, self.start, self.end)

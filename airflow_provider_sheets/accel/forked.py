@@ -21,6 +21,7 @@ task process received is published.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import marshal
@@ -32,7 +33,12 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
+
+from airflow_provider_sheets.errors import SheetsToKafkaError
+from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, Sink, hand_over, map_page
+from airflow_provider_sheets.model.mapping import Record, RowMapper, RowMappingError
+from airflow_provider_sheets.model.sheet import Page
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +46,67 @@ log = logging.getLogger(__name__)
 PIPE_BYTES = 1 << 20
 
 
+class ChildSide(Protocol):
+    """What the caller lets the child do, and what it hands back to the task process after each page."""
+
+    def after_fork(self) -> None:
+        """Runs first in the child (e.g. drop the HTTP connections it shares with the task process)."""
+
+    def child_state(self) -> Any:
+        """Runs in the child after each page; the result travels with the page (plain values) …"""
+
+    def adopt_state(self, state: Any) -> None:
+        """… and is handed to this in the task process (e.g. the request count)."""
+
+
 @dataclass
-class MappingProcessHooks:
+class PageMessage:
     """
-    What the caller of :func:`~airflow_provider_sheets.core.publish_pages` lets the child do.
-
-    :param after_fork: runs first in the child (e.g. drop the HTTP connections it shares with the
-        task process).
-    :param child_state: runs in the child after each page; its result travels with the page …
-    :param adopt_state: … and is handed to this in the task process (e.g. the request count).
+    One page, mapped in the child: its records (:class:`Record`'s fields, as plain tuples: marshal
+    takes no named tuple), its dead letters ``(row, reason, cells)``, the loop's result so far, the
+    mapper's fields when rows wider than the header widened them, the child's state, and whether
+    the page is complete (``False``: the rows before a failure).
     """
 
-    after_fork: Callable[[], None] | None = None
-    child_state: Callable[[], Any] | None = None
-    adopt_state: Callable[[Any], None] | None = None
+    records: list[tuple[int, bytes, bytes]]
+    dead: list[tuple[int, str, list[Any]]]
+    result: dict[str, Any]
+    fields: list[str] | None
+    state: Any
+    complete: bool
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "page", **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+
+
+@dataclass
+class ErrorMessage:
+    """The child failed: the error, raised in the task process as it would have been without the child."""
+
+    error: BaseException
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "error", "error": self.error}
+
+
+@dataclass
+class DoneMessage:
+    """Every page was handed over."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"kind": "done"}
+
+
+Message = PageMessage | ErrorMessage | DoneMessage
+
+
+def from_wire(wire: dict[str, Any]) -> Message:
+    kind = wire.pop("kind")
+    if kind == "page":
+        return PageMessage(**wire)
+    if kind == "error":
+        return ErrorMessage(**wire)
+    return DoneMessage()
 
 
 def available() -> bool:
@@ -61,100 +114,96 @@ def available() -> bool:
     return sys.platform.startswith("linux") and hasattr(os, "fork")
 
 
-def publish_from_child(pages, mapper, headers, emit, select, dead_letter, after_page, result, hooks) -> None:
-    """The task-process side of :func:`~airflow_provider_sheets.core.publish_pages` with a mapping process."""
-    from airflow_provider_sheets.core import Page, _publish
-    from airflow_provider_sheets.rows import Record, RowMappingError
+def publish_from_child(
+    pages: Iterable[Page], mapper: RowMapper, sink: Sink, options: LoopOptions, result: LoopResult, side: ChildSide
+) -> bool:
+    """
+    The task-process side of a forked publish: the child maps, this process hands on to ``sink``,
+    with the same calls in the same order as :func:`~airflow_provider_sheets.model.loop.run_pages`.
 
+    :return: ``False`` when no child could be started (nothing was read; the caller runs the plain loop).
+    """
     try:
-        child = _Child(lambda send: _child_main(send, pages, mapper, select, dead_letter is not None, hooks))
+        child = _Child(lambda send: _child_main(send, pages, mapper, options, side))
     except OSError as err:  # no process or memory left to fork: one process is slower, not wrong
         log.warning("Could not start the mapping process (%s); reading and mapping in the task process.", err)
-        _publish(pages, mapper, headers, emit, select, dead_letter, after_page, result)
-        return
-    new_record = tuple.__new__
-    row_is_key = mapper.keys_by_row
-    emit_rows = getattr(emit, "rows", None)  # sender()'s: the page's records in one call
+        return False
     try:
         while True:
             message = child.recv()
-            kind = message[0]
-            if kind == "page":
-                _, records, dead, first, last, counts, fields, state, complete = message
-                if fields is not None:
-                    mapper.adopt_fields(fields)
-                if state is not None and hooks.adopt_state is not None:
-                    hooks.adopt_state(state)
-                for row, reason, cells in dead:
-                    dead_letter(RowMappingError(row, reason), cells)
-                if emit_rows is not None:
-                    emit_rows(records, headers, row_is_key)
-                else:
-                    for record in records:
-                        emit(
-                            new_record(Record, record),
-                            [*headers, ("sheets.row", record[1] if row_is_key else str(record[0]).encode())],
-                        )
-                result.adopt_counts(counts)
-                result.last_page = Page(first, last, [])
-                if complete and after_page is not None:
-                    after_page(result.last_page, result)
-            elif kind == "error":
-                raise message[1]
-            else:  # "done"
-                return
+            if isinstance(message, DoneMessage):
+                return True
+            if isinstance(message, ErrorMessage):
+                raise message.error
+            _hand_on(message, mapper, sink, result, side)
     finally:
         child.close()
 
 
-def _child_main(send, pages: Iterable[Any], mapper, select, dead_letters: bool, hooks: MappingProcessHooks) -> None:
-    from airflow_provider_sheets.core import PublishResult, _publish
-    from airflow_provider_sheets.errors import SheetsToKafkaError
+def _hand_on(message: PageMessage, mapper: RowMapper, sink: Sink, result: LoopResult, side: ChildSide) -> None:
+    if message.fields is not None:
+        mapper.adopt_fields(message.fields)
+    if message.state is not None:
+        side.adopt_state(message.state)
+    dead = [(RowMappingError(row, reason), cells) for row, reason, cells in message.dead]
+    # the records are Record's fields as plain tuples, which sinks only unpack: rebuilding a Record
+    # of each would cost the task process, the pipeline's bottleneck, a call per row
+    hand_over(sink, cast("list[Record]", message.records), dead)
+    result.update(message.result)
+    if message.complete:
+        sink.page_done(result)
 
-    if hooks.after_fork is not None:
-        hooks.after_fork()
-    batch: list[tuple[int, bytes, bytes]] = []
-    dead: list[tuple[int, str, list[Any]]] = []
-    result = PublishResult()
-    width = len(mapper.fields)
-    append = batch.append
 
-    def emit(record, _headers) -> None:
-        append(record[:])  # a plain tuple: marshal takes no named tuple
+def _child_main(
+    send: Callable[..., None], pages: Iterable[Page], mapper, options: LoopOptions, side: ChildSide
+) -> None:
+    side.after_fork()
+    loop = _ChildLoop(send, mapper, side)
+    try:
+        for page in pages:
+            loop.page(page, options)
+    except Exception as err:  # noqa: BLE001 - raised in the task process instead
+        send(ErrorMessage(_portable(err, SheetsToKafkaError)).to_wire(), plain=False)
+        return
+    send(DoneMessage().to_wire())
 
-    def dead_letter(error, cells) -> None:
-        dead.append((error.row, error.reason, cells))
 
-    def flush(page, complete: bool) -> None:
-        nonlocal width
+class _ChildLoop:
+    """The child's state between pages: the loop's result and the mapper's width when last sent."""
+
+    def __init__(self, send: Callable[..., None], mapper: RowMapper, side: ChildSide) -> None:
+        self.send = send
+        self.mapper = mapper
+        self.side = side
+        self.result = LoopResult()
+        self.width = len(mapper.fields)
+
+    def page(self, page: Page, options: LoopOptions) -> None:
+        """Map one page and send it; on a failure, send the rows before it, then re-raise."""
+        records: list[Record] = []
+        dead: list[tuple[RowMappingError, list[Any]]] = []
+        try:
+            map_page(page, self.mapper, self.result, records, dead, options.select, options.dead_letters)
+        except BaseException:
+            self._send(records, dead, complete=False)
+            raise
+        self._send(records, dead, complete=True)
+
+    def _send(self, records: list[Record], dead: list[tuple[RowMappingError, list[Any]]], complete: bool) -> None:
         fields = None
-        if len(mapper.fields) != width:  # rows wider than the header gave new column_<letter> fields
-            fields, width = list(mapper.fields), len(mapper.fields)
-        counts = result.counts()
-        state = hooks.child_state() if hooks.child_state is not None else None
-        first, last = (page.first_row, page.last_row) if page is not None else (None, None)
+        if len(self.mapper.fields) != self.width:  # rows wider than the header gave new column_<letter> fields
+            fields, self.width = list(self.mapper.fields), len(self.mapper.fields)
+        message = PageMessage(
+            [record[:] for record in records],
+            [(error.row, error.reason, cells) for error, cells in dead],
+            self.result.as_dict(),
+            fields,
+            self.side.child_state(),
+            complete,
+        )
         # a dead letter's cells are the page's own: marshal would turn a bytearray or any other
         # buffer in them into bytes without a word, pickle keeps their types
-        send(("page", batch, dead, first, last, counts, fields, state, complete), plain=not dead)
-        batch.clear()
-        dead.clear()
-
-    try:
-        _publish(
-            pages,
-            mapper,
-            None,
-            emit,
-            select,
-            dead_letter if dead_letters else None,
-            lambda page, _result: flush(page, True),
-            result,
-        )
-    except Exception as err:  # noqa: BLE001 - raised in the task process instead
-        flush(result.last_page, False)  # the rows of the failing page before the failure
-        send(("error", _portable(err, SheetsToKafkaError)))
-        return
-    send(("done",))
+        self.send(message.to_wire(), plain=not dead)
 
 
 def _portable(err: Exception, fallback: type[Exception]) -> Exception:
@@ -215,11 +264,9 @@ class _Child:
         self.pid: int | None = pid
         self.conn = _Receiver(read_fd)
 
-    def recv(self) -> Any:
-        from airflow_provider_sheets.errors import SheetsToKafkaError
-
+    def recv(self) -> Message:
         try:
-            return self.conn.recv()
+            return from_wire(self.conn.recv())
         except (EOFError, OSError, ValueError, pickle.UnpicklingError):
             status = self._stop()
             raise SheetsToKafkaError(

@@ -6,9 +6,13 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from airflow_provider_sheets.errors import SheetsAccessError, SheetsConfigError, WatermarkError
-from airflow_provider_sheets.hooks.sheets import SheetInfo, SheetsReader
-from airflow_provider_sheets.rows import A1Range, is_empty_row
+from airflow_provider_sheets.errors import SheetsAccessError, SheetsConfigError
+from airflow_provider_sheets.hooks.sheets import SheetsReader
+from airflow_provider_sheets.model.a1 import A1Range
+from airflow_provider_sheets.model.mapping import is_empty_row
+from airflow_provider_sheets.model.sheet import SheetInfo
+from airflow_provider_sheets.pipeline.tab import check_watermark
+from airflow_provider_sheets.settings import as_int
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +88,10 @@ class NewRowsProbe:
         watermark_key: str | None = None,
         logger: Any = None,
     ) -> None:
-        if not isinstance(probe_rows, int) or probe_rows < 1:
-            raise SheetsConfigError(f"probe_rows must be a positive integer, got {probe_rows!r}")
         self.reader = reader
         self.spreadsheet_id = spreadsheet_id
         self.sheet_name = sheet_name
-        self.probe_rows = probe_rows
+        self.probe_rows = as_int("probe_rows", probe_rows, minimum=1)
         self.watermark_key = watermark_key
         self.info: SheetInfo | None = None
         self.after_row: int | None = None
@@ -164,11 +166,4 @@ class NewRowsProbe:
         return found
 
     def _check(self, after_row: int, info: SheetInfo) -> None:
-        if after_row > info.row_count:
-            where = f"the watermark Variable {self.watermark_key!r}" if self.watermark_key else "the watermark"
-            raise WatermarkError(
-                f"{where} says rows up to {after_row} are done, but tab {info.title!r} of spreadsheet "
-                f"{self.spreadsheet_id!r} now has only {info.row_count} rows: rows were deleted. Check the "
-                f"topic, then set the Variable's last_row to the last row already published (or delete it "
-                f"to republish all)."
-            )
+        check_watermark(self.watermark_key, after_row, info=info)

@@ -1,4 +1,4 @@
-"""The run-type decision table and timestamp parsing (pure)."""
+"""The run-type decision table and transactional ids (pure)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from airflow_provider_sheets.errors import SheetsConfigError
-from airflow_provider_sheets.runmode import FROM_ROW, FULL_REFRESH, INCREMENTAL, INTERVAL, plan_run, transactional_id
-from airflow_provider_sheets.timestamps import in_interval, parse_timestamp, sheet_zone
+from airflow_provider_sheets.model.plan import (
+    FROM_ROW,
+    FULL_REFRESH,
+    INCREMENTAL,
+    INTERVAL,
+    PlanError,
+    plan_run,
+    transactional_id,
+)
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
 END = datetime(2026, 11, 2, 9, 15, tzinfo=timezone.utc)
@@ -58,55 +64,8 @@ def test_header_row_moves_the_first_data_row():
     ],
 )
 def test_decision_table_rejects(run_type, interval, options, message):
-    with pytest.raises(SheetsConfigError, match=message):
+    with pytest.raises(PlanError, match=message):
         plan_run(run_type, interval, **options)
-
-
-SEOUL = ZoneInfo("Asia/Seoul")
-
-
-@pytest.mark.parametrize(
-    ("cell", "zone", "expected"),
-    [
-        ("11/2/2026 9:07:01", ZoneInfo("UTC"), datetime(2026, 11, 2, 9, 7, 1, tzinfo=timezone.utc)),
-        ("11/2/2026 18:07:01", SEOUL, datetime(2026, 11, 2, 9, 7, 1, tzinfo=timezone.utc)),
-        ("2026-11-02 09:07:01", ZoneInfo("UTC"), datetime(2026, 11, 2, 9, 7, 1, tzinfo=timezone.utc)),
-        ("2026-11-02T09:07:01+00:00", SEOUL, datetime(2026, 11, 2, 9, 7, 1, tzinfo=timezone.utc)),
-        # 45658 is 2025-01-01 in Sheets and Excel; +365 +305 days is 2026-11-02
-        (46328.25, ZoneInfo("UTC"), datetime(2026, 11, 2, 6, 0, tzinfo=timezone.utc)),
-        (1, ZoneInfo("UTC"), datetime(1899, 12, 31, tzinfo=timezone.utc)),
-    ],
-)
-def test_parse_timestamp(cell, zone, expected):
-    assert parse_timestamp(cell, zone) == expected
-
-
-@pytest.mark.parametrize("blank", [None, ""])
-def test_parse_blank_timestamp(blank):
-    assert parse_timestamp(blank, ZoneInfo("UTC")) is None
-
-
-def test_parse_timestamp_names_the_format():
-    with pytest.raises(ValueError, match=r"'yesterday' does not match the timestamp format '%m/%d/%Y %H:%M:%S'"):
-        parse_timestamp("yesterday", ZoneInfo("UTC"))
-
-
-def test_custom_format():
-    parsed = parse_timestamp("02.11.2026 09:07", ZoneInfo("Europe/Berlin"), "%d.%m.%Y %H:%M")
-    assert parsed == datetime(2026, 11, 2, 8, 7, tzinfo=timezone.utc)
-
-
-@pytest.mark.parametrize(("name", "key"), [("Asia/Seoul", "Asia/Seoul"), ("", "UTC"), ("Mars/Base", "UTC")])
-def test_sheet_zone(name, key):
-    assert sheet_zone(name).key == key
-
-
-@pytest.mark.parametrize(
-    ("moment", "inside"),
-    [(START, True), (END, False), (datetime(2026, 11, 2, 18, 14, 59, tzinfo=SEOUL), True)],
-)
-def test_in_interval_is_half_open(moment, inside):
-    assert in_interval(moment, START, END) is inside
 
 
 def test_transactional_id_is_stable_per_task_and_tab_and_per_interval_for_backfills():

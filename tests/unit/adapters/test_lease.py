@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from airflow_provider_sheets import lease as lease_module
-from airflow_provider_sheets.lease import WatermarkConflictError, WatermarkLease
+from airflow_provider_sheets.adapters import lease as lease_module
+from airflow_provider_sheets.adapters.lease import WatermarkConflictError, WatermarkLease
 
 KEY = "sheets_to_kafka.sheet.gid0.topic"
 LEASE_KEY = f"{KEY}.lease"

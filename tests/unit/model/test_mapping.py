@@ -1,4 +1,4 @@
-"""Table-driven tests of the pure mapper: A1 ranges, header naming, ragged and empty rows, keys."""
+"""Table-driven tests of the pure mapper: header naming, ragged and empty rows, keys."""
 
 from __future__ import annotations
 
@@ -6,95 +6,7 @@ import json
 
 import pytest
 
-from airflow_provider_sheets.rows import (
-    A1Range,
-    Record,
-    RowMapper,
-    RowMappingError,
-    column_index,
-    column_letter,
-    field_names,
-    fingerprint,
-    quote_sheet_name,
-)
-
-
-@pytest.mark.parametrize(
-    ("index", "letters"),
-    [(1, "A"), (2, "B"), (26, "Z"), (27, "AA"), (52, "AZ"), (53, "BA"), (702, "ZZ"), (703, "AAA"), (18_278, "ZZZ")],
-)
-def test_column_letters_round_trip(index, letters):
-    assert column_letter(index) == letters
-    assert column_index(letters) == index
-    assert column_index(letters.lower()) == index
-
-
-@pytest.mark.parametrize("bad", [0, -1, 18_279])
-def test_column_letter_out_of_range(bad):
-    with pytest.raises(ValueError, match="outside"):
-        column_letter(bad)
-
-
-@pytest.mark.parametrize("bad", ["", "A1", "AAAA", "ZZZA", "1"])
-def test_column_index_rejects(bad):
-    with pytest.raises(ValueError):
-        column_index(bad)
-
-
-@pytest.mark.parametrize(
-    ("title", "quoted"),
-    [
-        ("Sheet1", "'Sheet1'"),
-        ("Form Responses 1", "'Form Responses 1'"),
-        ("Bob's answers", "'Bob''s answers'"),
-        ("''", "''''''"),
-        ("설문 응답 시트1", "'설문 응답 시트1'"),
-    ],
-)
-def test_quote_sheet_name(title, quoted):
-    assert quote_sheet_name(title) == quoted
-
-
-@pytest.mark.parametrize(
-    ("a1", "expected"),
-    [
-        (A1Range.rows("Form Responses 1", 2, 1001, 10), "'Form Responses 1'!A2:J1001"),
-        (A1Range.rows("Bob's tab", 5, 5, 28), "'Bob''s tab'!A5:AB5"),
-        (A1Range("Sheet1"), "'Sheet1'"),
-        (A1Range("Sheet1", 1, None, 1, None), "'Sheet1'!A:A"),
-        (A1Range("Sheet1", None, 2, None, 5), "'Sheet1'!2:5"),
-        (A1Range("Sheet1", 1, 2, 10, None), "'Sheet1'!A2:J"),
-        (A1Range("Sheet1", 3, 7), "'Sheet1'!C7"),
-    ],
-)
-def test_a1_range_str(a1, expected):
-    assert str(a1) == expected
-    assert A1Range.parse(expected) == a1
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("Sheet1!A1:B2", A1Range("Sheet1", 1, 1, 2, 2)),
-        ("'It''s here'!b3:c", A1Range("It's here", 2, 3, 3, None)),
-        ("'a!b'!A1", A1Range("a!b", 1, 1)),
-        ("Tab", A1Range("Tab")),
-    ],
-)
-def test_a1_range_parse(text, expected):
-    assert A1Range.parse(text) == expected
-
-
-@pytest.mark.parametrize("bad", ["'open!A1", "Tab!1A", "Tab!A1:??"])
-def test_a1_range_parse_rejects(bad):
-    with pytest.raises(ValueError):
-        A1Range.parse(bad)
-
-
-@pytest.mark.parametrize(("first", "last"), [(0, 5), (5, 4)])
-def test_a1_rows_rejects_bad_span(first, last):
-    with pytest.raises(ValueError, match="invalid row span"):
-        A1Range.rows("S", first, last, 3)
+from airflow_provider_sheets.model.mapping import Record, RowMapper, RowMappingError, field_names, fingerprint
 
 
 @pytest.mark.parametrize(
@@ -198,13 +110,11 @@ def test_fingerprint(a, b, same):
     assert len(fingerprint(a)) == 32
 
 
-def test_text_rows_map_to_the_same_records_as_a_list_of_the_same_rows():
-    from airflow_provider_sheets.rows import TextRows
-
+def test_rows_known_to_be_text_map_to_the_same_records_as_rows_checked_cell_by_cell():
     rows = [["1", "é 😀", ""], [], ["", "", ""], ["3", 'quote " and \\ backslash', "x", "wider"], ["4"]]
     for key_column in (None, "id"):
         checked = list(RowMapper(["id", "name", "note"], key_column).map_rows(2, rows, errors="yield"))
-        text = list(RowMapper(["id", "name", "note"], key_column).map_rows(2, TextRows(rows), errors="yield"))
+        text = list(RowMapper(["id", "name", "note"], key_column).map_rows(2, rows, errors="yield", all_text=True))
         assert [tuple(r) if isinstance(r, tuple) else r for r in text] == [
             tuple(r) if isinstance(r, tuple) else r for r in checked
         ]

@@ -4,39 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any, NoReturn
 
-from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
 from confluent_kafka import KafkaError, KafkaException
 
+from airflow_provider_sheets.adapters.kafka_config import SheetsProducerHook, redact
 from airflow_provider_sheets.errors import KafkaConfigError, KafkaPublishError, ProducerFencedError
 
 log = logging.getLogger(__name__)
-
-#: Settings a connection cannot weaken: every record is acked by all in-sync replicas and the
-#: producer's own retries cannot duplicate or reorder records.
-ENFORCED_CONFIG: dict[str, Any] = {"enable.idempotence": True, "acks": "all"}
-
-#: Settings the :class:`Publisher`'s accounting relies on: a delivery report only for a record that
-#: failed (a report per acknowledged record costs a Python call and a message object each; without
-#: them the operator took 5% less time on 500k rows); what was acknowledged is known from a complete
-#: flush instead.
-ACCOUNTING_CONFIG: dict[str, Any] = {"delivery.report.only.error": True}
-
-#: Throughput defaults; a connection's extra overrides any of them.
-DEFAULT_CONFIG: dict[str, Any] = {
-    "linger.ms": 20,
-    "batch.size": 1_000_000,
-    "compression.type": "lz4",
-    "message.timeout.ms": 120_000,
-    # each queued record costs ~1.4 KB of client memory; 20k keeps the queue ~30 MB at full speed
-    "queue.buffering.max.messages": 20_000,
-}
-
-#: Keys whose values are never logged.
-SECRET_KEYS = ("sasl.password", "sasl.oauthbearer.client.secret", "ssl.key.password", "ssl.key.pem")
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -56,7 +33,7 @@ def _purge(producer: Any) -> Any:
     try:
         producer.flush(0)
     except KafkaException as err:  # a producer in a fatal state (e.g. fenced) refuses to flush
-        log.debug("Flushing after the purge: %s", _redact(str(err)))
+        log.debug("Flushing after the purge: %s", redact(str(err)))
         return err.args[0]
     return None
 
@@ -64,60 +41,6 @@ def _purge(producer: Any) -> Any:
 def _is_fencing(error: Any) -> bool:
     """Whether a ``KafkaError`` says a newer producer with our ``transactional.id`` took over."""
     return isinstance(error, KafkaError) and error.code() in _FENCING_CODES
-
-
-class SheetsProducerHook(KafkaProducerHook):
-    """
-    :class:`KafkaProducerHook` whose producer always has idempotence and ``acks=all``.
-
-    The connection's extra (a librdkafka config dict) is used as is, over :data:`DEFAULT_CONFIG`;
-    a setting that would weaken :data:`ENFORCED_CONFIG` is overridden with a warning.
-
-    :param kafka_config_id: the ``kafka`` connection id.
-    :param overrides: extra producer settings applied over the connection's (not over the enforced).
-    """
-
-    def __init__(
-        self,
-        kafka_config_id: str = "kafka_default",
-        overrides: dict[str, Any] | None = None,
-        max_message_timeout_ms: int | None = None,
-    ) -> None:
-        super().__init__(kafka_config_id=kafka_config_id)
-        self.overrides = dict(overrides or {})
-        self.max_message_timeout_ms = max_message_timeout_ms
-
-    def producer_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        merged = {**DEFAULT_CONFIG, **config, **self.overrides, **ACCOUNTING_CONFIG}
-        if self.max_message_timeout_ms is not None:
-            # a record must either be delivered or fail within the flush budget: never later, when
-            # a retry may already be re-sending it
-            merged["message.timeout.ms"] = min(int(merged["message.timeout.ms"]), self.max_message_timeout_ms)
-        for key, value in ENFORCED_CONFIG.items():
-            current = merged.get(key)
-            if current is not None and str(current).lower() not in (str(value).lower(), "-1"):
-                log.warning(
-                    "Kafka connection %r sets %s=%s; using %s=%s so that no acknowledged record can be lost "
-                    "or duplicated by the producer's retries.",
-                    self.kafka_config_id,
-                    key,
-                    current,
-                    key,
-                    value,
-                )
-            merged[key] = value
-        return merged
-
-    def _get_client(self, config):
-        from confluent_kafka import Producer
-
-        try:
-            return Producer(self.producer_config(config))
-        except (KafkaException, ValueError, TypeError) as err:
-            raise KafkaConfigError(
-                f"the Kafka connection {self.kafka_config_id!r} has an invalid producer setting: "
-                f"{_redact(str(err))}. Fix the connection's extra (a librdkafka config JSON object)."
-            ) from None
 
 
 class Publisher:
@@ -131,8 +54,8 @@ class Publisher:
     Delivery semantics: :meth:`finish` returns only when every produced record has been
     acknowledged by the broker (``acks=all``); otherwise it raises :class:`KafkaPublishError`
     after purging whatever is still queued, so that nothing of a failed attempt is delivered
-    later. Records acked before the failure stay in the topic: a retry re-sends them with the
-    same keys and ``sheets.*`` headers, which is what lets consumers de-duplicate.
+    later. Records acked before the failure stay in the topic; what a retry re-sends is the
+    caller's to say (the operator's watermark, the stream runner's position).
 
     :param topic: the destination topic.
     :param kafka_config_id: the ``kafka`` connection id.
@@ -197,7 +120,7 @@ class Publisher:
         except KafkaException as err:
             raise KafkaPublishError(
                 f"cannot reach the Kafka brokers of connection {self.kafka_config_id!r} within {timeout:.0f} s "
-                f"({_redact(str(err))}). Check bootstrap.servers and the network/credentials settings in "
+                f"({redact(str(err))}). Check bootstrap.servers and the network/credentials settings in "
                 f"its extra."
             ) from None
         found = metadata.topics.get(name)
@@ -261,7 +184,7 @@ class Publisher:
             if self.producer.flush(timeout) or self.error_count:
                 return False
         except KafkaException as err:  # a producer in a fatal state: finish() reports it
-            log.debug("Flushing for a checkpoint: %s", _redact(str(err)))
+            log.debug("Flushing for a checkpoint: %s", redact(str(err)))
             return False
         self.acked = produced
         return True
@@ -285,7 +208,7 @@ class Publisher:
         except KafkaException as err:
             raise KafkaPublishError(
                 f"could not start a Kafka transaction with transactional.id {self.transactional_id!r}: "
-                f"{_redact(str(err))}. The cluster must support transactions (and this principal needs WRITE "
+                f"{redact(str(err))}. The cluster must support transactions (and this principal needs WRITE "
                 f"on that transactional id); or use delivery='at_least_once'."
             ) from None
         self.in_transaction = True
@@ -305,24 +228,22 @@ class Publisher:
         if self.error_count:
             self.abort(f"{self.error_count} record(s) failed to deliver while producing")
 
-    def send_rows(self, records: Sequence[tuple[int, bytes, bytes]], headers: Headers, keys_are_rows: bool) -> None:
+    def send_many(self, messages: Iterable[tuple[bytes, bytes, Headers]]) -> None:
         """
-        Queue a page of ``(row, key, value)`` records, each with ``headers`` and its ``sheets.row``
-        header (the key itself when ``keys_are_rows``): :meth:`send` for a page, without two
-        Python calls per record.
+        Queue ``(key, value, headers)`` messages to the publisher's topic: :meth:`send` for a page,
+        without a Python call per record.
         """
         produce, topic, callback = self.producer.produce, self.topic, self._callback
         sent = 0
         try:
-            for row, key, value in records:
-                record_headers = [*headers, ("sheets.row", key if keys_are_rows else str(row).encode())]
+            for key, value, headers in messages:
                 try:
-                    produce(topic, value, key, _ANY_PARTITION, callback, None, _NOW, record_headers)
+                    produce(topic, value, key, _ANY_PARTITION, callback, None, _NOW, headers)
                     sent += 1
                 except (BufferError, KafkaException):  # no room yet, or a fatal error: send() handles both
                     self.produced += sent
                     sent = 0
-                    self.send(key, value, record_headers)
+                    self.send(key, value, headers)
         finally:
             self.produced += sent
         if self.error_count:
@@ -337,7 +258,7 @@ class Publisher:
 
     def _fatal(self, err: KafkaException, what: str) -> NoReturn:
         self.fenced = self.fenced or _is_fencing(err.args[0])
-        self.abort(f"the producer {what} ({_redact(str(err))})")
+        self.abort(f"the producer {what} ({redact(str(err))})")
 
     def finish(self) -> int:
         """
@@ -384,9 +305,9 @@ class Publisher:
         except KafkaException as err:
             self.fenced = _is_fencing(err.args[0])
             if not self.fenced:
-                log.warning("Aborting the Kafka transaction failed: %s", _redact(str(err)))
+                log.warning("Aborting the Kafka transaction failed: %s", redact(str(err)))
         except Exception as err:  # noqa: BLE001 - the run fails either way; say why the abort failed
-            log.warning("Aborting the Kafka transaction failed: %s", _redact(str(err)))
+            log.warning("Aborting the Kafka transaction failed: %s", redact(str(err)))
         # the broker aborts it at transaction.timeout.ms, or the next attempt's init_transactions does
         self.transaction_left_open = not self.fenced
 
@@ -411,103 +332,5 @@ class Publisher:
             + (f" (first errors: {detail})" if detail else "")
             + hint
             + f". At least {self.acked} of {self.produced} records were acknowledged before the failure; the "
-            f"watermark was not moved, so a retry re-sends them with the same keys and headers."
+            f"rest were purged from the producer's queue, so none of them is delivered later."
         )
-
-
-def scan_topic(config: dict[str, Any], topic: str, timeout: float = 60.0) -> Iterator[Any]:
-    """
-    Yield every committed record of ``topic`` from the start of each partition to its end offset.
-
-    :param config: consumer settings, e.g. :func:`client_config` of the connection.
-
-    The end is reached when every partition's position is at its end offset (positions, not the
-    last offset seen: transaction markers take offsets too) and a poll brings nothing more (some
-    brokers understate end offsets).
-
-    :raises KafkaPublishError: the end was not reached within ``timeout`` seconds.
-    """
-    import uuid
-
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    consumer = Consumer(
-        {
-            **config,
-            "group.id": f"sheets-to-kafka-scan-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
-        partitions = sorted(metadata.topics[topic].partitions) if topic in metadata.topics else []
-        ends = {}
-        for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-            if high > low:
-                ends[partition] = high
-        if not ends:
-            return
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        deadline = time.monotonic() + timeout
-        reached: set[int] = set()
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                if len(reached) == len(ends):
-                    return
-            elif msg.error():
-                raise KafkaException(msg.error())
-            else:
-                yield msg
-            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
-                if tp.offset >= ends[tp.partition]:
-                    reached.add(tp.partition)
-        raise KafkaPublishError(
-            f"timed out after {timeout:.0f} s reading topic {topic!r}; partitions "
-            f"{sorted(set(ends) - reached)} were not read to their end"
-        )
-    finally:
-        consumer.close()
-
-
-def read_last_value(config: dict[str, Any], topic: str, key: bytes, timeout: float = 30.0) -> bytes | None:
-    """The value of the newest committed record with ``key`` in ``topic`` (a compacted state topic), or ``None``."""
-    latest: bytes | None = None
-    for msg in scan_topic(config, topic, timeout):
-        if msg.key() == key:
-            latest = msg.value()
-    return latest
-
-
-#: producer-only librdkafka settings, left out of the consumer and admin configurations
-_PRODUCER_ONLY = frozenset(
-    (
-        *DEFAULT_CONFIG,
-        *ENFORCED_CONFIG,
-        "transactional.id",
-        "transaction.timeout.ms",
-        "queue.buffering.max.messages",
-        "batch.num.messages",
-        "queue.buffering.max.ms",
-    )
-)
-
-
-def client_config(kafka_config_id: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """
-    The ``kafka`` connection's settings for consumers and admin clients, built the one way the
-    producer's are: the kafka provider's own config builder (callbacks given as dotted paths
-    resolved, the managed-Kafka OAuth callback injected), then ``overrides`` (an operator's
-    ``producer_config``), without the producer-only settings.
-    """
-    config = {**SheetsProducerHook(kafka_config_id)._build_config(), **(overrides or {})}
-    return {k: v for k, v in config.items() if k not in _PRODUCER_ONLY}
-
-
-def _redact(text: str) -> str:
-    for key in SECRET_KEYS:
-        if key in text:
-            return text.split(key)[0] + key + "=***"
-    return text

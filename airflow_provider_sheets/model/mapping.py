@@ -1,4 +1,4 @@
-"""Pure row mapping: A1 ranges, header naming, ragged rows, keys and record values.
+"""Rows to records (pure): field names, ragged rows, keys and JSON values.
 
 Nothing in this module does I/O, so every rule here is covered by table-driven tests.
 
@@ -16,19 +16,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
+
+from airflow_provider_sheets.model.a1 import column_letter
 
 try:
     import msgspec
 except ImportError:  # pragma: no cover - Airflow 3 itself depends on msgspec
     msgspec = None  # type: ignore[assignment]
-
-#: Google's largest column index (a sheet holds at most 18,278 columns: ``ZZZ``).
-MAX_COLUMNS = 18_278
-
-_CELL_RE = re.compile(r"^([A-Za-z]{0,3})(\d*)$")
 
 #: Cell types that the fast encoder (msgspec) writes byte for byte as ``json`` does with the
 #: options used here (``ensure_ascii=False``, compact separators); any other type takes ``json``.
@@ -40,6 +36,9 @@ _FLOAT_TYPES = _PLAIN_TYPES | {float}
 class RowMappingError(ValueError):
     """A row cannot be turned into a record; ``row`` is the 1-based sheet row."""
 
+    #: set by the publish loop: what it did before the row (a :class:`~.loop.LoopResult`)
+    result: Any = None
+
     def __init__(self, row: int, reason: str) -> None:
         super().__init__(f"row {row}: {reason}")
         self.row = row
@@ -47,109 +46,6 @@ class RowMappingError(ValueError):
 
     def __reduce__(self):  # pickled by the mapping process (the message alone would not rebuild it)
         return type(self), (self.row, self.reason)
-
-
-def column_letter(index: int) -> str:
-    """
-    Return the A1 letters of a 1-based column index (1 → ``A``, 27 → ``AA``).
-
-    :param index: column number, 1 to 18,278.
-    """
-    if not 1 <= index <= MAX_COLUMNS:
-        raise ValueError(f"column index {index} is outside 1..{MAX_COLUMNS}")
-    letters = ""
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(ord("A") + rem) + letters
-    return letters
-
-
-def column_index(letters: str) -> int:
-    """Return the 1-based index of A1 column letters (``A`` → 1, ``aa`` → 27)."""
-    if not letters or not letters.isalpha() or len(letters) > 3:
-        raise ValueError(f"{letters!r} is not a column reference such as 'A' or 'AB'")
-    index = 0
-    for char in letters.upper():
-        index = index * 26 + (ord(char) - ord("A") + 1)
-    if index > MAX_COLUMNS:
-        raise ValueError(f"column {letters!r} is beyond the last column ZZZ")
-    return index
-
-
-def quote_sheet_name(title: str) -> str:
-    """Quote a tab title for A1 notation: ``Form Responses 1`` → ``'Form Responses 1'``."""
-    return "'" + title.replace("'", "''") + "'"
-
-
-class A1Range(NamedTuple):
-    """
-    A rectangular A1 range on one tab; ``None`` bounds are open (``A2:J`` has no end row).
-
-    ``str()`` gives the A1 notation back, with the tab title always quoted.
-    """
-
-    sheet: str
-    start_col: int | None = None
-    start_row: int | None = None
-    end_col: int | None = None
-    end_row: int | None = None
-
-    def __str__(self) -> str:
-        start = (column_letter(self.start_col) if self.start_col else "") + (
-            str(self.start_row) if self.start_row else ""
-        )
-        end = (column_letter(self.end_col) if self.end_col else "") + (str(self.end_row) if self.end_row else "")
-        cells = f"{start}:{end}" if end else start
-        return f"{quote_sheet_name(self.sheet)}!{cells}" if cells else quote_sheet_name(self.sheet)
-
-    @classmethod
-    def rows(cls, sheet: str, first_row: int, last_row: int, last_col: int) -> A1Range:
-        """The block ``A{first_row}:{last_col}{last_row}``."""
-        if first_row < 1 or last_row < first_row:
-            raise ValueError(f"invalid row span {first_row}..{last_row}")
-        return cls(sheet, 1, first_row, last_col, last_row)
-
-    @classmethod
-    def parse(cls, text: str) -> A1Range:
-        """Parse ``'Tab ''x'''!A2:J10``, ``Tab!A:A``, ``Tab!2:5`` or ``'Tab'``."""
-        sheet, sep, cells = _split_sheet(text)
-        if not sep:
-            return cls(sheet)
-        start, _, end = cells.partition(":")
-        start_col, start_row = _parse_cell(start, text)
-        end_col, end_row = _parse_cell(end, text) if end else (None, None)
-        return cls(sheet, start_col, start_row, end_col, end_row)
-
-
-def _split_sheet(text: str) -> tuple[str, str, str]:
-    if text.startswith("'"):
-        i = 1
-        title = []
-        while i < len(text):
-            if text[i] == "'":
-                if text[i + 1 : i + 2] == "'":
-                    title.append("'")
-                    i += 2
-                    continue
-                rest = text[i + 1 :]
-                if rest and not rest.startswith("!"):
-                    break
-                return "".join(title), rest[:1], rest[1:]
-            title.append(text[i])
-            i += 1
-        raise ValueError(f"unbalanced quotes in A1 range {text!r}")
-    sheet, sep, cells = text.rpartition("!")
-    if not sep:
-        return text, "", ""
-    return sheet, sep, cells
-
-
-def _parse_cell(cell: str, text: str) -> tuple[int | None, int | None]:
-    match = _CELL_RE.match(cell)
-    if not match or not cell:
-        raise ValueError(f"{cell!r} in {text!r} is not an A1 cell reference")
-    letters, digits = match.groups()
-    return (column_index(letters) if letters else None, int(digits) if digits else None)
 
 
 def field_names(header: Sequence[Any], width: int | None = None) -> list[str]:
@@ -189,16 +85,6 @@ def fingerprint(values: Iterable[Any]) -> str:
 def is_empty_row(row: Sequence[Any]) -> bool:
     """A row the API returned as ``[]``, or whose cells are all blank."""
     return all(cell in ("", None) for cell in row)
-
-
-class TextRows(list):
-    """
-    Rows whose cells are all strings, as the page reader decoded them (every value a Sheets
-    response gives with ``FORMATTED_VALUE``): :meth:`RowMapper.map_rows` then skips its per-row
-    check of the cells' types. Any other list of rows is checked row by row.
-    """
-
-    __slots__ = ()
 
 
 class Record(NamedTuple):
@@ -282,7 +168,7 @@ class RowMapper:
         return self._fast(value) if fast else self._encoder.encode(value).encode("utf-8")
 
     def map_rows(
-        self, first_row: int, rows: Sequence[Sequence[Any]], errors: str = "raise"
+        self, first_row: int, rows: Sequence[Sequence[Any]], errors: str = "raise", all_text: bool = False
     ) -> Iterator[Record | int | RowMappingError]:
         """
         Yield a :class:`Record` for each non-empty row, and the row number (an ``int``) for each
@@ -291,10 +177,12 @@ class RowMapper:
         :param first_row: the sheet row number of ``rows[0]``.
         :param errors: ``"raise"`` raises :class:`RowMappingError` for a row that cannot be mapped;
             ``"yield"`` yields the error instead and goes on with the next row.
+        :param all_text: every cell of ``rows`` is known to be a ``str`` (the reader checked it while
+            decoding): the per-row check of the cells' types is skipped.
         """
         key_index = self._key_index
         plain = _PLAIN_TYPES.issuperset
-        text = type(rows) is TextRows
+        text = all_text
         fast = self._fast
         new_record = tuple.__new__
         row_number = first_row - 1

@@ -1,4 +1,4 @@
-"""What a run does, decided from how it started (pure; the decision table is unit-tested).
+"""Run plans (pure): what a run does, decided from how it started (the decision table is unit-tested).
 
 =====================================  ==================================  =====================
 run                                    rows published                      live watermark
@@ -24,7 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from airflow_provider_sheets.errors import SheetsConfigError
+
+class PlanError(ValueError):
+    """The run's arguments contradict each other or how the run started."""
+
 
 INCREMENTAL = "incremental"
 FULL_REFRESH = "full_refresh"
@@ -66,68 +69,49 @@ def plan_run(
     """
     kind = (str(run_type or "manual")).split(".")[-1].lower()
     if full_refresh and start_row is not None:
-        raise SheetsConfigError("full_refresh and start_row cannot be combined: choose one of them")
+        raise PlanError("full_refresh and start_row cannot be combined: choose one of them")
     if start_row is not None and start_row <= header_row:
-        raise SheetsConfigError(
+        raise PlanError(
             f"start_row must be below the header row {header_row} (the first data row is {header_row + 1}), "
             f"got {start_row}"
         )
     publish = not dry_run
     prefix = "dry run: nothing is published; " if dry_run else ""
-
     if kind == "backfill":
         if full_refresh or start_row is not None:
-            raise SheetsConfigError(
+            raise PlanError(
                 "a backfill run selects rows by its data interval; full_refresh and start_row apply to manual runs only"
             )
-        start, end = data_interval or (None, None)
-        if start is None or end is None or end <= start:
-            raise SheetsConfigError(
-                "this backfill run has no data interval, so there is no window to select rows by. Give "
-                "the DAG a data-interval schedule, e.g. CronDataIntervalTimetable('*/15 * * * *', "
-                "timezone='UTC')."
-            )
-        return RunPlan(
-            kind,
-            INTERVAL,
-            publish,
-            False,
-            header_row,
-            (start, end),
-            prefix + f"backfill: rows whose timestamp is in [{start.isoformat()}, {end.isoformat()}); "
-            "the live watermark is not touched",
-        )
+        return _backfill(kind, data_interval, header_row, publish, prefix)
     if full_refresh:
-        return RunPlan(
-            kind,
-            FULL_REFRESH,
-            publish,
-            publish,
-            header_row,
-            None,
-            prefix
-            + f"full refresh: every row from row {header_row + 1}"
-            + ("; the watermark is set to the last row at the end" if publish else ""),
-        )
+        done = "; the watermark is set to the last row at the end" if publish else ""
+        reason = f"full refresh: every row from row {header_row + 1}{done}"
+        return RunPlan(kind, FULL_REFRESH, publish, publish, header_row, None, prefix + reason)
     if start_row is not None:
-        return RunPlan(
-            kind,
-            FROM_ROW,
-            publish,
-            publish,
-            start_row - 1,
-            None,
-            prefix + f"from row {start_row}" + ("; the watermark never moves backwards" if publish else ""),
-        )
+        reason = f"from row {start_row}" + ("; the watermark never moves backwards" if publish else "")
+        return RunPlan(kind, FROM_ROW, publish, publish, start_row - 1, None, prefix + reason)
     return RunPlan(
-        kind,
-        INCREMENTAL,
-        publish,
-        publish,
-        None,
-        None,
-        prefix + f"{kind} run: the rows after the watermark",
+        kind, INCREMENTAL, publish, publish, None, None, prefix + f"{kind} run: the rows after the watermark"
     )
+
+
+def _backfill(
+    kind: str,
+    data_interval: tuple[datetime | None, datetime | None] | None,
+    header_row: int,
+    publish: bool,
+    prefix: str,
+) -> RunPlan:
+    start, end = data_interval or (None, None)
+    if start is None or end is None or end <= start:
+        raise PlanError(
+            "this backfill run has no data interval, so there is no window to select rows by. Give "
+            "the DAG a data-interval schedule, e.g. CronDataIntervalTimetable('*/15 * * * *', "
+            "timezone='UTC')."
+        )
+    window = f"[{start.isoformat()}, {end.isoformat()})"
+    reason = f"backfill: rows whose timestamp is in {window}; the live watermark is not touched"
+    return RunPlan(kind, INTERVAL, publish, False, header_row, (start, end), prefix + reason)
 
 
 def transactional_id(plan: RunPlan, dag_id: str, task_id: str, spreadsheet_id: str, sheet_id: int | str) -> str:

@@ -2,10 +2,11 @@
 
 :class:`SheetStream` is the long-running counterpart of :class:`SheetToKafkaOperator`, built on
 the same :class:`~airflow_provider_sheets.hooks.sheets.SheetsReader`,
-:class:`~airflow_provider_sheets.rows.RowMapper` and :class:`~airflow_provider_sheets.kafka.Publisher`,
+:class:`~airflow_provider_sheets.model.mapping.RowMapper` and
+:class:`~airflow_provider_sheets.adapters.publisher.Publisher`,
 so a record published by either has the same key, value and ``sheets.*`` headers.
 
-Its position is a :class:`~airflow_provider_sheets.watermark.Watermark` kept in a compacted Kafka
+Its position is a :class:`~airflow_provider_sheets.model.position.Watermark` kept in a compacted Kafka
 topic (default ``<topic>.position``), keyed ``<spreadsheet_id>:<gid>`` — the analogue of Kafka
 Connect's offsets topic, with no Airflow metadata database involved.
 
@@ -28,35 +29,31 @@ import random
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import cached_property, partial
 from typing import Any
 
-from airflow_provider_sheets.core import (
-    mapper_for,
-    provenance_headers,
-    publish_pages,
-    row_drift,
-    row_hash,
-    sender,
-    watermark_for,
-)
+from airflow_provider_sheets import accel
+from airflow_provider_sheets.adapters.publisher import Publisher
+from airflow_provider_sheets.adapters.state_topic import DEFAULT_FLUSH_TIMEOUT, PositionStore
 from airflow_provider_sheets.errors import (
-    DriftError,
-    KafkaConfigError,
     KafkaPublishError,
     SheetNotFoundError,
     SheetsAccessError,
     SheetsConfigError,
     WatermarkError,
+    with_fix,
 )
-from airflow_provider_sheets.hooks.sheets import DEFAULT_PAGE_SIZE, SheetInfo, SheetsConnection, SheetsReader
-from airflow_provider_sheets.kafka import Publisher, client_config
-from airflow_provider_sheets.rows import RowMapper, RowMappingError, fingerprint
-from airflow_provider_sheets.watermark import Watermark
+from airflow_provider_sheets.hooks.sheets import SheetInfo, SheetsConnection, SheetsReader
+from airflow_provider_sheets.model import checks, headers
+from airflow_provider_sheets.model.loop import LoopOptions, LoopResult
+from airflow_provider_sheets.model.mapping import RowMapper, RowMappingError, fingerprint
+from airflow_provider_sheets.model.position import PositionOf, position_key
+from airflow_provider_sheets.pipeline.drift import on_drift as apply_drift_policy
+from airflow_provider_sheets.pipeline.sinks import PublishSink
+from airflow_provider_sheets.pipeline.tab import mapper_for
+from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE, RENDER_OPTIONS, as_choice, as_int, as_positive
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +65,6 @@ DEFAULT_STATUS_INTERVAL = 30.0
 BACKOFF_CAP = 300.0
 #: Suffix of the default position topic.
 POSITION_TOPIC_SUFFIX = ".position"
-#: Reading the position topic stops after this many seconds without a record …
-POSITION_IDLE = 1.0
-#: … or, while no record at all has arrived yet, after this many.
-POSITION_FIRST_WAIT = 3.0
-#: Seconds a runner waits for the acknowledgements of one batch before backing off and re-sending.
-DEFAULT_FLUSH_TIMEOUT = 60.0
 #: After a poll window came back entirely empty while the grid goes on, rows may follow a gap wider
 #: than a page: the whole rest of the grid is scanned after this many seconds, doubling (up to
 #: :data:`GAP_SCAN_MAX_INTERVAL`) after each scan that found nothing.
@@ -81,11 +72,6 @@ GAP_SCAN_INTERVAL = 60.0
 GAP_SCAN_MAX_INTERVAL = 1800.0
 #: Polls made at most after a stop request, to publish what was appended before it.
 MAX_DRAIN_POLLS = 10
-
-
-def position_key(spreadsheet_id: str, sheet_id: int) -> str:
-    """The position record's key: ``<spreadsheet_id>:<gid>`` (renaming the tab keeps it)."""
-    return f"{spreadsheet_id}:{sheet_id}"
 
 
 def default_position_topic(topic: str) -> str:
@@ -121,153 +107,6 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempts = 0
-
-
-class PositionStore:
-    """
-    The runner's position in a compacted topic: key ``<spreadsheet_id>:<gid>``, value a
-    :class:`Watermark` as JSON.
-
-    :param topic: the position topic.
-    :param kafka_config_id: the ``kafka`` connection (its extra is the librdkafka configuration).
-    :param flush_timeout: seconds to wait for a position record's acknowledgement.
-    """
-
-    def __init__(self, topic: str, kafka_config_id: str, flush_timeout: float = DEFAULT_FLUSH_TIMEOUT) -> None:
-        self.topic = topic
-        self.kafka_config_id = kafka_config_id
-        self.flush_timeout = flush_timeout
-
-    @cached_property
-    def client_config(self) -> dict[str, Any]:
-        """The connection's librdkafka settings that apply to admin clients and consumers."""
-        return client_config(self.kafka_config_id)
-
-    @cached_property
-    def publisher(self) -> Publisher:
-        return Publisher(self.topic, self.kafka_config_id, flush_timeout=self.flush_timeout)
-
-    def reset_publisher(self) -> None:
-        """Drop the producer after a failure; the next :meth:`save` builds a new one."""
-        self.__dict__.pop("publisher", None)
-
-    def ensure_topic(self, timeout: float = 15.0) -> bool:
-        """
-        Create the topic (one partition, ``cleanup.policy=compact``) unless it exists.
-
-        :return: whether it was created.
-        """
-        from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient, NewTopic
-
-        admin = AdminClient(self.client_config)
-        future = admin.create_topics(
-            [NewTopic(self.topic, num_partitions=1, replication_factor=-1, config={"cleanup.policy": "compact"})],
-            operation_timeout=timeout,
-        )[self.topic]
-        try:
-            future.result(timeout=timeout)
-        except KafkaException as err:
-            text = str(err)
-            if "TOPIC_ALREADY_EXISTS" not in text and "already exists" not in text.lower():
-                raise KafkaConfigError(
-                    f"cannot create the position topic {self.topic!r} ({text}). Create it yourself with "
-                    f"cleanup.policy=compact (kafka-topics.sh --create --topic {self.topic} --partitions 1 "
-                    f"--config cleanup.policy=compact), or grant this principal CREATE on it."
-                ) from None
-            self._check_compacted(admin, timeout)
-            return False
-        log.info("Created the position topic %r (cleanup.policy=compact).", self.topic)
-        return True
-
-    def _check_compacted(self, admin, timeout: float) -> None:
-        from confluent_kafka import KafkaException
-        from confluent_kafka.admin import ConfigResource
-
-        resource = ConfigResource("topic", self.topic)
-        try:
-            configs = admin.describe_configs([resource])[resource].result(timeout=timeout)
-        except KafkaException as err:
-            log.debug("Could not read the configuration of %r: %s", self.topic, err)
-            return
-        policy = configs.get("cleanup.policy")
-        if policy is not None and "compact" not in str(policy.value):
-            log.warning(
-                "The position topic %r has cleanup.policy=%s: old positions will be deleted by retention "
-                "and, once the latest one is, a restart republishes the tab. Fix: kafka-configs.sh --alter "
-                "--entity-type topics --entity-name %s --add-config cleanup.policy=compact",
-                self.topic,
-                policy.value,
-                self.topic,
-            )
-
-    def load(self, key: str, idle: float = POSITION_IDLE, first_wait: float = POSITION_FIRST_WAIT) -> Watermark | None:
-        """
-        The latest position stored under ``key``, or ``None`` (never written, or a tombstone).
-
-        Reads every partition from the beginning until no record arrived for ``idle`` seconds
-        (brokers' high-watermark offsets are not relied on).
-        """
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-
-        consumer = Consumer(
-            {
-                **self.client_config,
-                "group.id": f"sheets-stream-position-{uuid.uuid4().hex[:12]}",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 100,
-            }
-        )
-        wanted = key.encode("utf-8")
-        latest: bytes | None = None
-        found = False
-        try:
-            try:
-                metadata = consumer.list_topics(self.topic, timeout=15)
-            except KafkaException as err:
-                raise KafkaPublishError(
-                    f"cannot read the position topic {self.topic!r} ({err}). Check bootstrap.servers and the "
-                    f"connection's credentials."
-                ) from None
-            partitions = sorted(metadata.topics[self.topic].partitions)
-            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
-            started = last_seen = time.monotonic()
-            records = 0
-            while True:
-                msg = consumer.poll(0.1)
-                now = time.monotonic()
-                if msg is None:
-                    quiet = now - last_seen if records else now - started
-                    if quiet >= (idle if records else max(idle, first_wait)):
-                        break
-                    continue
-                if msg.error():
-                    log.warning("Reading the position topic %r: %s", self.topic, msg.error())
-                    continue
-                records += 1
-                last_seen = now
-                if msg.key() == wanted:
-                    found = True
-                    latest = msg.value()
-        finally:
-            consumer.close()
-        if not found or latest is None:
-            return None
-        try:
-            return Watermark.from_json(key, latest.decode("utf-8"))
-        except (WatermarkError, UnicodeDecodeError) as err:
-            raise WatermarkError(
-                f"the latest position record for key {key!r} in topic {self.topic!r} is unusable ({err}). Produce "
-                f'a valid one, e.g. {{"last_row": 1}} to start after the header, or a tombstone (null value) '
-                f"to start over."
-            ) from None
-
-    def save(self, key: str, watermark: Watermark, headers: list[tuple[str, bytes]] | None = None) -> None:
-        """Write ``watermark`` under ``key`` and wait for its acknowledgement."""
-        watermark.updated_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        self.publisher.send(key.encode("utf-8"), watermark.to_json().encode("utf-8"), headers or [])
-        self.publisher.finish()
 
 
 @dataclass
@@ -316,7 +155,10 @@ class SheetStream:
     :param on_drift: what to do when the last row already published has changed (rows inserted,
         deleted or edited above the position): ``"fail"`` (default) stops with
         :class:`~airflow_provider_sheets.errors.DriftError` before publishing anything more;
-        ``"continue"`` logs a warning and publishes the rows after the position as they are now.
+        ``"continue"`` logs a warning and publishes the rows after the position as they are now;
+        ``"republish"`` logs a warning and publishes every row again, from the header row on (the
+        same keys and ``sheets.row`` headers, so a consumer keeping the latest value per key ends up
+        holding the tab as it is now).
     """
 
     def __init__(
@@ -340,14 +182,13 @@ class SheetStream:
         producer_config: dict[str, Any] | None = None,
         on_drift: str = "fail",
     ) -> None:
-        if on_drift not in ("fail", "continue"):
-            raise SheetsConfigError(f"on_drift must be 'fail' or 'continue', got {on_drift!r}")
-        if poll_interval <= 0:
-            raise SheetsConfigError(f"poll_interval must be positive, got {poll_interval!r}")
-        if page_size < 1:
-            raise SheetsConfigError(f"page_size must be a positive integer, got {page_size!r}")
-        if header_row < 1:
-            raise SheetsConfigError(f"header_row must be a positive integer, got {header_row!r}")
+        on_drift = as_choice("on_drift", on_drift, checks.DRIFT_POLICIES)
+        poll_interval = as_positive("poll_interval", poll_interval)
+        status_interval = as_positive("status_interval", status_interval)
+        flush_timeout = as_positive("flush_timeout", flush_timeout)
+        page_size = as_int("page_size", page_size, minimum=1)
+        header_row = as_int("header_row", header_row, minimum=1)
+        value_render_option = as_choice("value_render_option", value_render_option, RENDER_OPTIONS)
         self.spreadsheet_id = spreadsheet_id
         self.topic = topic
         self.sheet_name = sheet_name or None
@@ -385,9 +226,8 @@ class SheetStream:
 
     @cached_property
     def reader(self) -> SheetsReader:
-        return SheetsConnection(self.gcp_conn_id, self.api_endpoint, self.impersonation_chain).reader(
-            self.value_render_option
-        )
+        connection = SheetsConnection(self.gcp_conn_id, self.api_endpoint, self.impersonation_chain)
+        return accel.reader(connection, self.value_render_option)
 
     @cached_property
     def publisher(self) -> Publisher:
@@ -441,10 +281,11 @@ class SheetStream:
         self._describe()
         stored = self.positions.load(self._position_key)
         if stored is not None:
-            if stored.last_row < self.header_row:
+            above = checks.above_header(stored.last_row, self.header_row)
+            if above is not None:
                 raise WatermarkError(
-                    f"the position {self.key!r} in {self.position_topic!r} says last_row={stored.last_row}, above "
-                    f"the header row {self.header_row}; produce a position with last_row >= {self.header_row}."
+                    f"the position {self.key!r} in {self.position_topic!r} {above}; produce a position with "
+                    f"last_row >= {self.header_row}."
                 )
             self._after_row = self._saved_row = stored.last_row
             self._header_hash = stored.header_hash
@@ -522,7 +363,9 @@ class SheetStream:
     def _on_transient_error(self, err: BaseException) -> None:
         self.stats.retries += 1
         if isinstance(err, KafkaPublishError):
-            self.__dict__.pop("publisher", None)
+            publisher = self.__dict__.pop("publisher", None)
+            if publisher is not None:
+                publisher.close()
         delay = self.backoff.next_delay()
         log.warning(
             "Poll failed (%s: %s); backing off %.1f s (attempt %s). The position stays at row %s.",
@@ -573,12 +416,12 @@ class SheetStream:
         return info
 
     def _check_grid(self, info: SheetInfo) -> None:
-        if self._after_row > info.row_count:
+        beyond = checks.beyond_tab(self._after_row, info)
+        if beyond is not None:
             raise WatermarkError(
-                f"the position {position_key(self.spreadsheet_id, info.sheet_id)!r} in {self.position_topic!r} says "
-                f"rows up to {self._after_row} are in Kafka, but tab {info.title!r} now has only {info.row_count} "
-                f"rows: rows were deleted. Check the topic, then produce a position with the last row already "
-                f"published (or a tombstone to republish the tab)."
+                f"the position {position_key(self.spreadsheet_id, info.sheet_id)!r} in {self.position_topic!r} "
+                f"{beyond}. Check the topic, then produce a position with the last row already published (or a "
+                f"tombstone to republish the tab)."
             )
 
     def _caught_up(self, since: float) -> None:
@@ -588,7 +431,7 @@ class SheetStream:
         """
         Publish what is new after the position, then save the position.
 
-        :return: whether to poll again at once (the page came back full).
+        :return: whether to poll again at once (the page came back full, or a drift restarts the tab).
         """
         self.stats.polls += 1
         polled_at = time.monotonic()
@@ -602,11 +445,28 @@ class SheetStream:
         if self._after_row >= info.row_count:
             self._caught_up(polled_at)
             return False
-
         scan = self._gap_pending and polled_at - self._last_gap_scan >= self._gap_interval
-        max_rows = None if scan else self.page_size
         # the last row published comes back in the same request, to check that it did not move
         check_row = self._after_row if self._last_row_hash and self._after_row > self.header_row else None
+        info, header, pages = self._read(info, described, None if scan else self.page_size, check_row)
+        header_before = self._header_hash
+        mapper = self._mapper(header, info)
+        # (after a header change the row maps to other field names: that change is logged instead)
+        same_header = header_before == mapper.header_hash
+        if check_row is not None and self._last_row_hash and same_header and self._check_drift(mapper, check_row, info):
+            return True
+        result = self._publish(info, mapper, pages)
+        self._after_batch(info, max(len(header), result.widest), result, scan, polled_at)
+        last_page = result.last_page
+        if last_page is not None and last_page.full:
+            return True
+        self._caught_up(polled_at)
+        return False
+
+    def _read(
+        self, info: SheetInfo, described: bool, max_rows: int | None, check_row: int | None
+    ) -> tuple[SheetInfo, list[Any], Any]:
+        """The header and the pages after the position; a tab renamed since it was described is described again."""
         read = partial(
             self.reader.read,
             page_size=self.page_size,
@@ -624,82 +484,77 @@ class SheetStream:
                 raise
             info = self._describe()
             header, pages = read(info, self._after_row)
-        header_before = self._header_hash
-        mapper = self._mapper(header, info)
-        if check_row is not None and self._last_row_hash and header_before == mapper.header_hash:
-            # (after a header change the row maps to other field names: that change is logged instead)
-            self._check_drift(mapper, check_row, info)
-        static_headers = [
-            *provenance_headers(self.spreadsheet_id, info, mapper),
-            ("stream.runner", self.runner.encode()),
+        return info, header, pages
+
+    def _publish(self, info: SheetInfo, mapper: RowMapper, pages: Any) -> LoopResult:
+        """Publish the pages and wait for every acknowledgement; save the position of what was published."""
+        static = [
+            *headers.provenance(self.spreadsheet_id, info, mapper.header_hash),
+            (headers.STREAM_RUNNER, self.runner.encode()),
         ]
-        publisher = self.publisher
-        produced_before = publisher.produced
+        sink = PublishSink(self.publisher, headers.RecordHeaders(static, mapper.keys_by_row), None, None)
         failed: RowMappingError | None = None
         try:
-            result = publish_pages(
-                pages,
-                mapper,
-                static_headers,
-                sender(publisher),
-                after_page=lambda page, progress: publisher.poll(),
+            result = accel.publish_pages(
+                pages, mapper, sink, LoopOptions(), accel.Switches.from_env(forked=False), self.reader
             )
         except RowMappingError as err:
             # the rows before it are produced: publish them and keep their position, then stop
-            failed, result = err, err.result  # type: ignore[attr-defined]  # set by publish_pages
-        publisher.finish()
-        published = publisher.produced - produced_before
-        last_row, last_value = result.last_row, result.last_value
-        widest = max(len(header), result.widest)
-        last_page = result.last_page
-        if last_row is not None:
-            self._after_row, self._last_value = last_row, last_value
-            self._last_row_hash = fingerprint([last_value])
+            failed, result = err, err.result
+        self.publisher.finish()
+        if result.last_row is not None:
+            self._after_row, self._last_value = result.last_row, result.last_value
+            self._last_row_hash = fingerprint([result.last_value])
             self._header_hash = mapper.header_hash
-            self.stats.rows_published += published
+            self.stats.rows_published += sink.published
             self.stats.batches += 1
-            self.stats.last_row = last_row
+            self.stats.last_row = result.last_row
             self._position_dirty = True
             self._save_position()
-            log.debug("Published %s rows up to row %s.", published, last_row)
+            log.debug("Published %s rows up to row %s.", sink.published, result.last_row)
         if failed is not None:
             raise SheetsConfigError(
                 f"tab {info.title!r}, row {failed.row}: {failed.reason}. Rows before it are published (position "
                 f"{self._after_row}); fill the cell in the sheet or restart without --key-column to key by row."
             )
+        return result
 
+    def _after_batch(self, info: SheetInfo, widest: int, result: LoopResult, scan: bool, polled_at: float) -> None:
+        """Plan the next describe and gap scan from what this poll saw."""
         if widest >= info.column_count:
             self._describe_due = True  # the grid may have grown to the right
+        last_page = result.last_page
         if scan:
             self._last_gap_scan = polled_at
             self._gap_pending = False
-            self._gap_interval = (
-                GAP_SCAN_INTERVAL if last_row is not None else min(self._gap_interval * 2, GAP_SCAN_MAX_INTERVAL)
-            )
-        elif last_page is not None and not last_page.rows and last_page.last_row < info.row_count:
+            found = result.last_row is not None
+            self._gap_interval = GAP_SCAN_INTERVAL if found else min(self._gap_interval * 2, GAP_SCAN_MAX_INTERVAL)
+        elif last_page is not None and not last_page.returned and last_page.last_row < info.row_count:
             self._gap_pending = True
-        if (
-            last_page is not None
-            and last_page.rows
-            and len(last_page.rows) == last_page.last_row - last_page.first_row + 1
-        ):
-            return True
-        self._caught_up(polled_at)
-        return False
 
-    def _check_drift(self, mapper: RowMapper, row: int, info: SheetInfo) -> None:
-        drift = row_drift(mapper, row, self.reader.checked_row or [], self._last_row_hash or "", info.title, "position")
-        if drift is None:
-            return
-        if self.on_drift == "fail":
-            raise DriftError(
-                f"{drift} Nothing more was published; the position {self.key!r} in {self.position_topic!r} stays at "
-                f"row {row}. To proceed: check the topic, then restart with --on-drift continue (publish the rows "
-                f"after row {row} as they are now), or produce a tombstone for that key to stream the tab from the "
-                f"start."
-            )
-        log.warning("%s on_drift='continue': publishing the rows after row %s as they are now.", drift, row)
-        self._last_row_hash = row_hash(mapper, row, self.reader.checked_row or [])
+    def _check_drift(self, mapper: RowMapper, row: int, info: SheetInfo) -> bool:
+        """
+        Apply ``on_drift`` when the last row published changed.
+
+        :return: whether the tab is to be published again from the header row (``republish``).
+        """
+        finding = checks.row_change(
+            mapper, row, self.reader.checked_row or [], self._last_row_hash or "", info.title, "position"
+        )
+        if finding is None:
+            return False
+        fix = (
+            f"Nothing more was published; the position {self.key!r} in {self.position_topic!r} stays at row {row}. "
+            f"To proceed: check the topic, then restart with --on-drift continue (publish the rows after row {row} "
+            f"as they are now) or --on-drift republish (publish every row again), or produce a tombstone for that "
+            f"key to stream the tab from the start."
+        )
+        if apply_drift_policy(self.on_drift, finding, fix, log):
+            self._after_row, self._last_value, self._last_row_hash = self.header_row, b"", None
+            self._position_dirty = True
+            return True
+        self._last_row_hash = checks.row_hash(mapper, row, self.reader.checked_row or [])
+        return False
 
     def _mapper(self, header: list[Any], info: SheetInfo) -> RowMapper:
         mapper = mapper_for(header, self.header_row, info, self.key_column, "--header-row")
@@ -714,20 +569,18 @@ class SheetStream:
         return mapper
 
     def _save_position(self) -> None:
-        watermark = watermark_for(
+        position = PositionOf(
             self.spreadsheet_id,
             self.info,
             self.topic,
             None,
-            self._after_row,
-            self._last_value,
-            header_hash=self._header_hash,
-            extra={"runner": self.runner},
+            {"header_hash": self._header_hash, "extra": {"runner": self.runner}},
         )
+        watermark = position.at(self._after_row, self._last_value)
         try:
-            self.positions.save(self._position_key, watermark, headers=[("stream.runner", self.runner.encode())])
-        except KafkaPublishError:
+            self.positions.save(self._position_key, watermark, headers=[(headers.STREAM_RUNNER, self.runner.encode())])
+        except KafkaPublishError as err:
             self.positions.reset_publisher()
-            raise
+            raise with_fix(err, f"The saved position stays at row {self._saved_row}.") from None
         self._position_dirty = False
         self._saved_row = watermark.last_row

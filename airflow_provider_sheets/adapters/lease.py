@@ -47,13 +47,9 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from airflow_provider_sheets.errors import SheetsToKafkaError
+from airflow_provider_sheets.errors import WatermarkConflictError
 
 log = logging.getLogger(__name__)
-
-
-class WatermarkConflictError(SheetsToKafkaError):
-    """Another run holds the lease on this watermark."""
 
 
 def _now() -> float:

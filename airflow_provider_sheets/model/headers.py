@@ -1,0 +1,94 @@
+"""
+Provenance headers (pure): what every record says about where it came from.
+
+The one ``sheets.row`` rule lives here: the header holds the record's sheet row number as a
+decimal string, on data records and dead letters alike, and :func:`published_row` reads it back
+(the watermark tools rebuild a watermark from it). Consumers de-duplicate on
+``(sheets.spreadsheet_id, sheets.sheet_id, sheets.row)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_sheets.model.mapping import Record, RowMappingError
+from airflow_provider_sheets.model.sheet import SheetInfo
+
+Headers = list[tuple[str, bytes]]
+
+SPREADSHEET_ID = "sheets.spreadsheet_id"
+SHEET_NAME = "sheets.sheet_name"
+SHEET_ID = "sheets.sheet_id"
+HEADER_HASH = "sheets.header_hash"
+ROW = "sheets.row"
+#: the reason a dead letter could not be mapped
+ERROR = "sheets.error"
+#: ``hostname/pid`` of the stream runner that published a record
+STREAM_RUNNER = "stream.runner"
+
+
+def row_number(row: int) -> bytes:
+    """The ``sheets.row`` header's value for sheet row ``row``."""
+    return str(row).encode()
+
+
+def published_row(headers: Mapping[str, bytes | None]) -> int | None:
+    """The sheet row a record's headers name, or ``None`` (no or an unreadable ``sheets.row``)."""
+    value = headers.get(ROW)
+    if not value or not value.isdigit() or not int(value):
+        return None
+    return int(value)
+
+
+def provenance(spreadsheet_id: str, info: SheetInfo, header_hash: str) -> Headers:
+    """The ``sheets.*`` headers every record of a run carries (``sheets.row`` is added per record)."""
+    return [
+        (SPREADSHEET_ID, spreadsheet_id.encode()),
+        (SHEET_NAME, info.title.encode()),
+        (SHEET_ID, str(info.sheet_id).encode()),
+        (HEADER_HASH, header_hash.encode()),
+    ]
+
+
+def airflow_run(dag_id: str, run_id: str, run_type: str, task_id: str, try_number: object) -> Headers:
+    """The ``airflow.*`` headers: the task attempt that published a record."""
+    return [
+        ("airflow.dag_id", dag_id.encode()),
+        ("airflow.run_id", run_id.encode()),
+        ("airflow.run_type", run_type.encode()),
+        ("airflow.task_id", task_id.encode()),
+        ("airflow.try_number", str(try_number or "").encode()),
+    ]
+
+
+@dataclass(frozen=True)
+class RecordHeaders:
+    """
+    The headers of each record of one run: ``static`` (provenance and run headers) plus its
+    ``sheets.row``.
+
+    :param keys_by_row: records are keyed by their row number, so a key is its ``sheets.row``
+        value already (reused: no second encoding per record).
+    """
+
+    static: Headers
+    keys_by_row: bool = True
+
+    def for_record(self, record: Record) -> Headers:
+        return [*self.static, (ROW, record.key if self.keys_by_row else row_number(record.row))]
+
+    def messages(self, records: Iterable[Record]) -> list[tuple[bytes, bytes, Headers]]:
+        """``(key, value, headers)`` of each record: what the publisher produces for a page."""
+        static, by_row = self.static, self.keys_by_row
+        return [(key, value, [*static, (ROW, key if by_row else row_number(row))]) for row, key, value in records]
+
+    def dead_letter(self, error: RowMappingError, cells: Sequence[Any]) -> tuple[bytes, bytes, Headers]:
+        """A row that cannot be mapped, as ``(key, value, headers)``: its cells and the reason."""
+        value = json.dumps(
+            {"row": error.row, "cells": list(cells), "error": error.reason}, ensure_ascii=False, default=str
+        )
+        headers = [*self.static, (ROW, row_number(error.row)), (ERROR, error.reason.encode())]
+        return row_number(error.row), value.encode("utf-8"), headers

@@ -1,0 +1,22 @@
+"""What ``on_drift`` does about a drift finding, for the operator and the stream runner alike."""
+
+from __future__ import annotations
+
+import logging
+
+from airflow_provider_sheets.errors import DriftError
+
+FAIL, CONTINUE, REPUBLISH = "fail", "continue", "republish"
+
+
+def on_drift(policy: str, finding: str, fail_fix: str, log: logging.Logger | logging.LoggerAdapter) -> bool:
+    """
+    Apply ``policy`` to a drift ``finding``: ``fail`` raises :class:`DriftError` (the finding, then
+    ``fail_fix``: the caller's words for what to do); ``continue`` and ``republish`` log a warning.
+
+    :return: whether to publish every row again (``republish``).
+    """
+    if policy == FAIL:
+        raise DriftError(f"{finding} {fail_fix}")
+    log.warning("%s on_drift=%r: going on.", finding, policy)
+    return policy == REPUBLISH

@@ -1,0 +1,64 @@
+"""Where the publish loop's records go: the publisher (with the run's headers), or a dry run's preview."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow_provider_sheets.adapters.publisher import Publisher
+from airflow_provider_sheets.model.headers import RecordHeaders
+from airflow_provider_sheets.model.loop import LoopResult
+from airflow_provider_sheets.model.mapping import Record, RowMappingError
+from airflow_provider_sheets.pipeline.progress import Progress
+
+#: Records shown in the task log by a dry run.
+DRY_RUN_PREVIEW = 5
+
+
+class PublishSink:
+    """
+    Produce each page's records with the run's headers, dead letters to ``dead_letter_topic``, and
+    serve delivery reports after each page.
+    """
+
+    def __init__(
+        self, publisher: Publisher, headers: RecordHeaders, progress: Progress | None, dead_letter_topic: str | None
+    ) -> None:
+        self.publisher = publisher
+        self.headers = headers
+        self.progress = progress
+        self.dead_letter_topic = dead_letter_topic
+        #: records handed to the topic (dead letters not counted)
+        self.published = 0
+
+    def dead_letter(self, error: RowMappingError, cells: list[Any]) -> None:
+        key, value, headers = self.headers.dead_letter(error, cells)
+        self.publisher.send(key, value, headers, topic=self.dead_letter_topic)
+
+    def records(self, records: Sequence[Record]) -> None:
+        self.publisher.send_many(self.headers.messages(records))
+        self.published += len(records)
+
+    def page_done(self, result: LoopResult) -> None:
+        self.publisher.poll()
+        if self.progress is not None:
+            self.progress.page_done(result)
+
+
+class PreviewSink:
+    """A dry run's sink: keeps the first :data:`DRY_RUN_PREVIEW` records as log lines, publishes nothing."""
+
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.progress = progress
+        self.lines: list[str] = []
+
+    def dead_letter(self, error: RowMappingError, cells: list[Any]) -> None:
+        return None
+
+    def records(self, records: Sequence[Record]) -> None:
+        for row, key, value in records[: DRY_RUN_PREVIEW - len(self.lines)]:
+            self.lines.append(f"row {row} key={key.decode()} {value.decode()[:300]}")
+
+    def page_done(self, result: LoopResult) -> None:
+        if self.progress is not None:
+            self.progress.page_done(result)
