@@ -382,15 +382,23 @@ class _Tab:
     rows: list[list[object]]
     row_count: int
     column_count: int
+    #: hidden from the spreadsheet's tab bar (Google leaves ``hidden`` out of the properties when false)
+    hidden: bool = False
+    #: ``GRID``, or ``OBJECT`` for a chart sheet (no cells, no ``gridProperties``)
+    sheet_type: str = "GRID"
 
     def properties(self, index: int) -> dict[str, Any]:
-        return {
+        properties: dict[str, Any] = {
             "sheetId": self.sheet_id,
             "title": self.title,
             "index": index,
-            "sheetType": "GRID",
-            "gridProperties": {"rowCount": self.row_count, "columnCount": self.column_count},
+            "sheetType": self.sheet_type,
         }
+        if self.sheet_type == "GRID":
+            properties["gridProperties"] = {"rowCount": self.row_count, "columnCount": self.column_count}
+        if self.hidden:
+            properties["hidden"] = True
+        return properties
 
     def last_row(self) -> int:
         """1-based index of the last row holding a value (0 for an empty tab)."""
@@ -495,6 +503,8 @@ class _Spreadsheet:
         column_count: int | None = None,
         sheet_id: int | None = None,
         index: int | None = None,
+        hidden: bool = False,
+        sheet_type: str = "GRID",
     ) -> _Tab:
         if title is None:
             number = len(self.tabs) + 1
@@ -515,6 +525,8 @@ class _Spreadsheet:
             rows=data,
             row_count=max(row_count or _DEFAULT_ROWS, len(data)),
             column_count=max(column_count or _DEFAULT_COLUMNS, widest),
+            hidden=hidden,
+            sheet_type=sheet_type,
         )
         self.tabs.insert(len(self.tabs) if index is None else index, tab)
         return tab
@@ -746,10 +758,26 @@ class SheetsServer:
         with self._lock:
             self._books[spreadsheet_id] = book
 
-    def add_sheet(self, spreadsheet_id: str, title: str, rows: list[list[object]] | None = None) -> int:
-        """Add a tab at the end and return its sheetId (gid)."""
+    def add_sheet(
+        self,
+        spreadsheet_id: str,
+        title: str,
+        rows: list[list[object]] | None = None,
+        *,
+        index: int | None = None,
+        hidden: bool = False,
+        sheet_type: str = "GRID",
+    ) -> int:
+        """
+        Add a tab (at the end, or at ``index``) and return its sheetId (gid).
+
+        :param hidden: hidden from the tab bar (the API still serves its cells).
+        :param sheet_type: ``GRID``, or ``OBJECT`` for a chart sheet: no cells, no grid properties,
+            and a values request naming it is a 400.
+        """
         with self._lock:
-            return self._book(spreadsheet_id).add_tab(title, rows).sheet_id
+            book = self._book(spreadsheet_id)
+            return book.add_tab(title, rows, index=index, hidden=hidden, sheet_type=sheet_type).sheet_id
 
     def append_rows(self, spreadsheet_id: str, sheet: str | int, rows: list[list[object]]) -> tuple[int, int]:
         """Append rows after the last non-empty row; return the 1-based first and last rows written.
@@ -1038,9 +1066,14 @@ class SheetsServer:
             raise _ApiError(400, f"Unable to parse range: {range_}") from None
         if a1.sheet is None:
             literal = book.find(range_.strip())
-            return (literal, A1Range(literal.title)) if literal is not None else (book.tabs[0], a1)
+            if literal is not None and literal.sheet_type == "GRID":
+                return literal, A1Range(literal.title)
+            first = next((tab for tab in book.tabs if tab.sheet_type == "GRID" and not tab.hidden), None)
+            if first is None or literal is not None:
+                raise _ApiError(400, f"Unable to parse range: {range_}")
+            return first, a1
         tab = book.find(a1.sheet)
-        if tab is None:
+        if tab is None or tab.sheet_type != "GRID":  # a chart sheet has no cells to name
             raise _ApiError(400, f"Unable to parse range: {range_}")
         return tab, a1
 
@@ -1294,6 +1327,8 @@ class SheetsServer:
             if "*" in fields or "title" in fields:
                 book.check_title(properties.get("title", ""), tab)
                 tab.title = properties["title"]
+            if "*" in fields or "hidden" in fields:
+                tab.hidden = bool(properties.get("hidden", False))
             if fields & {"*", "gridProperties", "gridProperties.rowCount"} and "rowCount" in grid:
                 tab.row_count = int(grid["rowCount"])
                 del tab.rows[tab.row_count :]

@@ -172,19 +172,7 @@ class SheetsReader:
         )
         sheets = [s["properties"] for s in meta.get("sheets", [])]
         tabs = tuple(p["title"] for p in sheets)
-        if not sheets:
-            raise SheetNotFoundError(f"spreadsheet {spreadsheet_id!r} has no tabs")
-        if sheet_name:
-            matches = [p for p in sheets if p["title"] == sheet_name]
-            if not matches:
-                raise SheetNotFoundError(
-                    f"tab {sheet_name!r} not found in spreadsheet {spreadsheet_id!r}; tabs are: "
-                    + ", ".join(repr(t) for t in tabs)
-                    + ". Set sheet_name to one of them (or leave it empty for the first tab)."
-                )
-            props = matches[0]
-        else:
-            props = min(sheets, key=lambda p: p.get("index", 0))
+        props = self._pick_tab(spreadsheet_id, sheets, sheet_name)
         grid = props.get("gridProperties", {})
         return SheetInfo(
             spreadsheet_id=spreadsheet_id,
@@ -200,6 +188,35 @@ class SheetsReader:
     def all_text(self, rows: list[list[Any]]) -> bool:
         """Whether the tuned decoder found every cell of ``rows`` to be a string."""
         return self.tuning is not None and self.tuning.all_text(rows)
+
+    @staticmethod
+    def _pick_tab(spreadsheet_id: str, sheets: list[dict[str, Any]], sheet_name: str | None) -> dict[str, Any]:
+        """
+        The tab named ``sheet_name`` (hidden or not), or the first visible grid tab: chart sheets
+        (``sheetType: OBJECT``) hold no cells, and a hidden tab is not the one a person sees first.
+        """
+        tabs = ", ".join(repr(p["title"]) for p in sheets)
+        if sheet_name:
+            props = next((p for p in sheets if p["title"] == sheet_name), None)
+            if props is None:
+                raise SheetNotFoundError(
+                    f"tab {sheet_name!r} not found in spreadsheet {spreadsheet_id!r}; tabs are: {tabs}. Set "
+                    f"sheet_name to one of them (or leave it empty for the first visible tab)."
+                )
+        else:
+            grids = [p for p in sheets if p.get("sheetType", "GRID") == "GRID" and not p.get("hidden")]
+            if not grids:
+                raise SheetNotFoundError(
+                    f"spreadsheet {spreadsheet_id!r} has no visible tab of cells (tabs: {tabs or 'none'}); set "
+                    f"sheet_name to the tab to read."
+                )
+            props = min(grids, key=lambda p: p.get("index", 0))
+        if props.get("sheetType", "GRID") != "GRID":
+            raise SheetNotFoundError(
+                f"tab {props['title']!r} of spreadsheet {spreadsheet_id!r} is a {props.get('sheetType')} sheet (a "
+                f"chart), not a tab of cells; set sheet_name to one of the other tabs: {tabs}."
+            )
+        return props
 
     def batch_get(self, spreadsheet_id: str, ranges: list[A1Range]) -> list[list[list[Any]]]:
         """Fetch several ranges in one ``values:batchGet`` request; a missing ``values`` is ``[]``."""
