@@ -264,6 +264,65 @@ def _encode_other(value: object) -> object:
 _encode = msgspec.json.Encoder(enc_hook=_encode_other, decimal_format="number").encode
 
 
+def parse_fields(text: str) -> dict[str, Any]:
+    """
+    Parse a partial-response field mask (``a,b/c,d(e,f(g))``) into a tree: name → subtree, or
+    ``None`` for the whole value.
+
+    :raises _ApiError: 400, as Google answers a malformed mask.
+    """
+    tree, end = _fields(text.replace(" ", ""), 0)
+    if end != len(text.replace(" ", "")):
+        raise _ApiError(400, f"Invalid field selection {text}")
+    return tree
+
+
+def _fields(text: str, start: int) -> tuple[dict[str, Any], int]:
+    tree: dict[str, Any] = {}
+    index = start
+    while True:
+        end = index
+        while end < len(text) and text[end] not in ",()":
+            end += 1
+        path = text[index:end].replace(".", "/").split("/")  # Google takes both separators
+        if not all(path):
+            raise _ApiError(400, f"Invalid field selection {text}")
+        sub = None
+        if end < len(text) and text[end] == "(":
+            sub, end = _fields(text, end + 1)
+            if end >= len(text) or text[end] != ")":
+                raise _ApiError(400, f"Invalid field selection {text}")
+            end += 1
+        for name in reversed(path[1:]):
+            sub = {name: sub}
+        _merge_field(tree, path[0], sub)
+        if end < len(text) and text[end] == ",":
+            index = end + 1
+            continue
+        return tree, end
+
+
+def _merge_field(tree: dict[str, Any], name: str, sub: dict[str, Any] | None) -> None:
+    if name not in tree:
+        tree[name] = sub
+    elif tree[name] is None or sub is None:
+        tree[name] = None  # the whole value
+    else:
+        for key, value in sub.items():
+            _merge_field(tree[name], key, value)
+
+
+def select_fields(value: Any, tree: dict[str, Any] | None) -> Any:
+    """Keep only what ``tree`` (from :func:`parse_fields`) selects; lists are selected element by element."""
+    if tree is None or "*" in tree:
+        return value
+    if isinstance(value, list):
+        return [select_fields(item, tree) for item in value]
+    if not isinstance(value, dict):
+        return value
+    return {name: select_fields(value[name], sub) for name, sub in tree.items() if name in value}
+
+
 def _is_empty(value: object) -> bool:
     return value is None or (isinstance(value, str) and value == "")
 
@@ -962,12 +1021,17 @@ class SheetsServer:
                 if is_api and self.require_auth:
                     self._check_auth(authorization)
                 status, payload = getattr(self, handler)(*params, query=query, body=body)
+                fields = query.get("fields", [""])[-1]
+                if fields:
+                    payload = select_fields(payload, parse_fields(fields))
                 data = _encode(payload)  # a response may hold the stored rows themselves
         except _ApiError as error:
             status, data = error.status, _encode(error.body())
         except Exception:
             logger.exception("Sheets server failed on %s %s", method, path)
             status, data = 500, _encode(_ApiError(500).body())
+        if query.get("prettyPrint", ["true"])[-1].lower() != "false":
+            data = msgspec.json.format(data, indent=2)  # Google's default; the client never turns it off
         with self._lock:
             self.requests.append(RequestRecord(method, path, query, status, len(data), kind))
         return status, data

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -35,6 +35,26 @@ MAX_PAGE_BYTES = 2_000_000
 ROW_SAMPLE = 32
 #: … counting this many bytes per cell besides its text (quotes, comma, white space).
 CELL_OVERHEAD = 6
+
+
+#: What :meth:`SheetsReader.describe` needs of ``spreadsheets.get``: a partial response, without the
+#: merges, conditional formats, named ranges and the rest a whole spreadsheet's metadata holds.
+DESCRIBE_FIELDS = (
+    "properties(title,timeZone,locale),"
+    "sheets.properties(sheetId,title,index,sheetType,hidden,gridProperties(rowCount,columnCount))"
+)
+#: What a ``values:batchGet`` response needs to carry.
+VALUES_FIELDS = "spreadsheetId,valueRanges(range,majorDimension,values)"
+
+
+def _get(service: Any, **kwargs: Any) -> Any:
+    """`spreadsheets.get <https://developers.google.com/workspace/sheets/api/reference/rest/v4/spreadsheets/get>`_"""
+    return service.spreadsheets().get(**kwargs)
+
+
+def _batch_get(service: Any, **kwargs: Any) -> Any:
+    """`spreadsheets.values.batchGet <https://developers.google.com/workspace/sheets/api/reference/rest/v4/spreadsheets.values/batchGet>`_"""
+    return service.spreadsheets().values().batchGet(**kwargs)
 
 
 class ClientTuning(Protocol):
@@ -132,17 +152,22 @@ class SheetsReader:
             api_endpoint=self.api_endpoint,
         )
 
-    def _call(self, what: str, spreadsheet_id: str, func, /, **kwargs):
+    def _call(self, what: str, spreadsheet_id: str, request: Callable[..., Any], /, **kwargs: Any) -> Any:
+        """
+        Make one request on the hook's client (``request(service, **kwargs)`` builds it), compact and
+        with the connection's ``num_retries``; an ``HttpError`` becomes an error that names the fix.
+        """
         from googleapiclient.errors import HttpError
 
+        service = self.hook.get_conn()
         if not self._prepared:
             if self.tuning is not None:
-                self.tuning.prepare(self.hook.get_conn())
+                self.tuning.prepare(service)
             self._prepared = True
         try:
             with self._lock:
                 self.requests += 1
-                return func(**kwargs)
+                return request(service, prettyPrint=False, **kwargs).execute(num_retries=self.hook.num_retries)
         except HttpError as err:
             raise SheetsAccessError.from_http_error(err, what, spreadsheet_id, self._account()) from None
 
@@ -167,8 +192,9 @@ class SheetsReader:
         meta = self._call(
             "read the spreadsheet's metadata",
             spreadsheet_id,
-            self.hook.get_spreadsheet,
-            spreadsheet_id=spreadsheet_id,
+            _get,
+            spreadsheetId=spreadsheet_id,
+            fields=DESCRIBE_FIELDS,
         )
         sheets = [s["properties"] for s in meta.get("sheets", [])]
         tabs = tuple(p["title"] for p in sheets)
@@ -223,12 +249,13 @@ class SheetsReader:
         response = self._call(
             "read values",
             spreadsheet_id,
-            self.hook.batch_get_values,
-            spreadsheet_id=spreadsheet_id,
+            _batch_get,
+            spreadsheetId=spreadsheet_id,
             ranges=[str(r) for r in ranges],
-            major_dimension="ROWS",
-            value_render_option=self.value_render_option,
-            date_time_render_option=self.date_time_render_option,
+            majorDimension="ROWS",
+            valueRenderOption=self.value_render_option,
+            dateTimeRenderOption=self.date_time_render_option,
+            fields=VALUES_FIELDS,
         )
         value_ranges = response.get("valueRanges", [])
         if len(value_ranges) != len(ranges):
