@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_sheets.model.checks import DRIFT_POLICIES
+from airflow_provider_sheets.model.sheet import RENDER_OPTIONS
+
 PROG = "sheets-to-kafka"
 
 #: Connection ids the command defines for itself (as ``AIRFLOW_CONN_<ID>`` in its own environment).
@@ -78,9 +81,7 @@ def _sheet_arguments(sheet: argparse._ArgumentGroup) -> None:
     sheet.add_argument(
         "--header-row", metavar="ROW", type=int, default=1, help="the row holding the field names (default 1)"
     )
-    sheet.add_argument(
-        "--value-render-option", default="FORMATTED_VALUE", choices=("FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA")
-    )
+    sheet.add_argument("--value-render-option", default=RENDER_OPTIONS[0], choices=RENDER_OPTIONS)
 
 
 def _kafka_arguments(kafka: argparse._ArgumentGroup) -> None:
@@ -100,7 +101,7 @@ def _kafka_arguments(kafka: argparse._ArgumentGroup) -> None:
     )
     kafka.add_argument(
         "--on-drift",
-        choices=("fail", "continue", "republish"),
+        choices=DRIFT_POLICIES,
         default="fail",
         help="when the last row already published changed (rows inserted, deleted or edited above the position): "
         "stop (default), publish the rows after the position as they are now, or publish every row again",

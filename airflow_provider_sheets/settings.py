@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from airflow_provider_sheets.errors import SheetsConfigError
 from airflow_provider_sheets.model.checks import DRIFT_POLICIES
+from airflow_provider_sheets.model.sheet import RENDER_OPTIONS
 from airflow_provider_sheets.model.timestamps import FORMS_TIMESTAMP_FORMAT
 
 AT_LEAST_ONCE = "at_least_once"
 EXACTLY_ONCE = "exactly_once"
 DELIVERIES = (AT_LEAST_ONCE, EXACTLY_ONCE)
-RENDER_OPTIONS = ("FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA")
 #: Default number of rows per values request; Google advises payloads of at most ~2 MB.
 DEFAULT_PAGE_SIZE = 5_000
 
@@ -146,8 +146,9 @@ class BatchSettings:
     timestamp_column: str = "Timestamp"
     timestamp_format: str = FORMS_TIMESTAMP_FORMAT
     value_render_option: str = "FORMATTED_VALUE"
-    impersonation_chain: str | Sequence[str] | None = None
-    producer_config: dict[str, Any] | None = None
+    impersonation_chain: str | Sequence[str] | None = field(default=None, repr=False)
+    #: may hold credentials (sasl.password): never in a repr
+    producer_config: dict[str, Any] | None = field(default=None, repr=False)
     flush_timeout: float = 300.0
     lease_ttl: float = 600.0
     lease_settle: float = 0.5
@@ -180,9 +181,11 @@ class BatchSettings:
             v[name] = as_bool(name, v[name])
         for name in ("sheet_name", "key_column", "dead_letter_topic", "watermark_key", "state_topic", "api_endpoint"):
             v[name] = as_optional_text(name, v[name])
-        for name in ("flush_timeout", "lease_ttl", "lease_wait", "checkpoint_interval"):
+        for name in ("flush_timeout", "lease_ttl"):
             v[name] = as_positive(name, v[name])
-        v["lease_settle"] = as_non_negative("lease_settle", v["lease_settle"])
+        # 0: wait for no other run's lease; checkpoint after every page; no settle (no guard)
+        for name in ("lease_wait", "checkpoint_interval", "lease_settle"):
+            v[name] = as_non_negative(name, v[name])
         v["delivery"] = as_choice("delivery", v["delivery"], DELIVERIES)
         v["on_drift"] = as_choice("on_drift", v["on_drift"], DRIFT_POLICIES)
         v["value_render_option"] = as_choice("value_render_option", v["value_render_option"], RENDER_OPTIONS)

@@ -112,12 +112,12 @@ def publish_pages(
     result = LoopResult()
     if switches.memory:
         pages = memory.collect_every(pages)
-    try:
-        with memory.bulk() if switches.memory else nullcontext():
-            side = ReaderInChild(sheets_reader)
-            if switches.forks and forked.publish_from_child(pages, mapper, sink, options, result, side):
-                return result
-            return run_pages(pages, mapper, sink, options, result)
-    except RowMappingError as err:
-        err.result = result
-        raise
+    with memory.bulk() if switches.memory else nullcontext():
+        if switches.forks:
+            try:
+                if forked.publish_from_child(pages, mapper, sink, options, result, ReaderInChild(sheets_reader)):
+                    return result
+            except RowMappingError as err:  # raised anew from the child's: what was handed over here
+                err.result = result
+                raise
+        return run_pages(pages, mapper, sink, options, result)

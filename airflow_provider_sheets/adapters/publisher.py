@@ -332,5 +332,5 @@ class Publisher:
             + (f" (first errors: {detail})" if detail else "")
             + hint
             + f". At least {self.acked} of {self.produced} records were acknowledged before the failure; the "
-            f"rest were purged from the producer's queue, so none of them is delivered later."
+            f"rest were purged from the producer's queue and are not retried by it."
         )

@@ -199,10 +199,10 @@ class PositionStore:
 
         try:
             raw = read_last_value(self.client_config, self.topic, key.encode("utf-8"), timeout)
-        except KafkaException as err:
+        except (KafkaException, KafkaPublishError) as err:
             raise KafkaPublishError(
-                f"cannot read the position topic {self.topic!r} ({redact(str(err))}). Check bootstrap.servers and "
-                f"the connection's credentials."
+                f"cannot read the position topic {self.topic!r} to its end ({redact(str(err))}). Check "
+                f"bootstrap.servers and the connection's credentials (READ on the topic), then start again."
             ) from None
         if raw is None:
             return None

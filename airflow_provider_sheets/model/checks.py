@@ -14,7 +14,7 @@ from airflow_provider_sheets.model.sheet import SheetInfo
 
 #: What ``on_drift`` may say: stop, publish the rows after the position as they are now, or
 #: publish every row again.
-DRIFT_POLICIES = ("fail", "continue", "republish")
+DRIFT_POLICIES = FAIL, CONTINUE, REPUBLISH = ("fail", "continue", "republish")
 
 
 def above_header(last_row: int, header_row: int) -> str | None:

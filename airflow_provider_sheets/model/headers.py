@@ -77,9 +77,6 @@ class RecordHeaders:
     static: Headers
     keys_by_row: bool = True
 
-    def for_record(self, record: Record) -> Headers:
-        return [*self.static, (ROW, record.key if self.keys_by_row else row_number(record.row))]
-
     def messages(self, records: Iterable[Record]) -> list[tuple[bytes, bytes, Headers]]:
         """``(key, value, headers)`` of each record: what the publisher produces for a page."""
         static, by_row = self.static, self.keys_by_row

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+#: ``valueRenderOption`` of a values request: what a person sees, the raw values, or the formulas.
+RENDER_OPTIONS = ("FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA")
+
 
 @dataclass(frozen=True)
 class SheetInfo:
@@ -33,8 +36,3 @@ class Page:
     last_row: int
     rows: list[list[Any]]
     all_text: bool = False
-
-    @property
-    def full(self) -> bool:
-        """Whether every row of the span came back (the tab may go on right after it)."""
-        return bool(self.rows) and len(self.rows) == self.last_row - self.first_row + 1

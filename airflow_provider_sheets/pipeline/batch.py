@@ -37,14 +37,11 @@ from airflow_provider_sheets.model.plan import FULL_REFRESH, INCREMENTAL, PlanEr
 from airflow_provider_sheets.model.position import PositionFormatError, PositionOf, Watermark, default_watermark_key
 from airflow_provider_sheets.model.timestamps import IntervalSelector, TimestampError, sheet_zone
 from airflow_provider_sheets.pipeline.drift import on_drift
-from airflow_provider_sheets.pipeline.progress import Checkpointer, Progress
+from airflow_provider_sheets.pipeline.progress import Checkpointer, Log, Progress
 from airflow_provider_sheets.pipeline.sinks import PreviewSink, PublishSink
 from airflow_provider_sheets.pipeline.summary import Summary
 from airflow_provider_sheets.pipeline.tab import check_watermark, mapper_for
 from airflow_provider_sheets.settings import EXACTLY_ONCE, BatchSettings
-
-#: a logger: the task's (Airflow's structured one) or a module's
-Log = Any
 
 
 @dataclass(frozen=True)
@@ -140,7 +137,6 @@ class BatchRun:
             raise SheetsConfigError(str(err)) from None
         self.store = ports.store(settings.watermark_key) if settings.watermark_key else None
         self.lease: WatermarkLease | None = None
-        self.info: SheetInfo | None = None
         self.publisher: Publisher | None = None
 
     def execute(self) -> Summary:
@@ -152,21 +148,29 @@ class BatchRun:
             sink, result = self.publish(info, reading)
             return self.commit(info, store, reading, sink, result)
         except SheetsQuotaError as err:
-            raise with_fix(
-                err,
-                "Only acknowledged rows count, and the watermark was not moved past them: the next run continues "
-                "where this one stopped.",
-            ) from None
+            fix = "The watermark was not moved past the rows acknowledged before: the next run continues from there."
+            raise with_fix(err, fix).with_traceback(err.__traceback__) from None
         except KafkaPublishError as err:
-            if isinstance(err, ProducerFencedError):
+            advice = self.publish_failure_fix()
+            if isinstance(err, ProducerFencedError) or advice is None:
                 raise
-            raise with_fix(
-                err,
-                "Only acknowledged rows count, and the watermark was not moved past them (at most to a checkpoint), "
-                "so a retry re-sends the rows after it with the same keys and headers.",
-            ) from None
+            raise with_fix(err, advice).with_traceback(err.__traceback__) from None
         finally:
             self.close()
+
+    def publish_failure_fix(self) -> str | None:
+        """What a failed delivery means for the watermark, once records were produced (``None`` before)."""
+        if self.publisher is None or not self.publisher.produced:
+            return None
+        if self.publisher.transactional_id:
+            return (
+                "The transaction was aborted, so read_committed consumers see none of this run's records, and the "
+                "watermark was not moved: a retry publishes them again."
+            )
+        return (
+            "The watermark was not moved past the rows acknowledged before (at most to this run's last "
+            "checkpoint), so a retry re-sends the rows after it with the same keys and headers."
+        )
 
     # -- start: lease, tab, producer ---------------------------------------------------------------
 
@@ -179,7 +183,7 @@ class BatchRun:
         """
         s = self.settings
         self.claim()
-        info = self.info = self.reader.describe(s.spreadsheet_id, s.sheet_name)
+        info = self.reader.describe(s.spreadsheet_id, s.sheet_name)
         if self.store is None:
             self.store = self.ports.store(default_watermark_key(s.spreadsheet_id, info.sheet_id, s.topic))
             self.claim()
@@ -241,8 +245,8 @@ class BatchRun:
             checkpoint = Watermark.from_json(raw.decode("utf-8"))
         except (PositionFormatError, UnicodeDecodeError) as err:
             raise WatermarkError(
-                f"the checkpoint of {store.key!r} in {s.state_topic!r} {err}. Produce a tombstone for that key to "
-                f"the topic to trust the Variable alone."
+                f"the checkpoint of {store.key!r} in {s.state_topic!r} is unusable ({err}). Produce a tombstone for "
+                f"that key to the topic to trust the Variable alone."
             ) from None
         if previous is not None and checkpoint.last_row <= previous.last_row:
             return previous
@@ -383,13 +387,13 @@ class BatchRun:
             value = result.last_value if row == result.last_row else b""
             watermark = self.position_of(info, reading.mapper).at(row, value)
         published = 0
-        if self.publisher is not None and isinstance(sink, PublishSink):
+        if isinstance(sink, PublishSink):
             if watermark is not None and s.delivery == EXACTLY_ONCE:
                 # the checkpoint commits atomically with the rows (KIP-618's idea)
-                self.publisher.send(store.key.encode(), watermark.to_json().encode(), [], topic=s.state_topic)
-            self.publisher.finish()
+                sink.publisher.send(store.key.encode(), watermark.to_json().encode(), [], topic=s.state_topic)
+            sink.publisher.finish()
             published = sink.published
-        elif isinstance(sink, PreviewSink):
+        else:
             for line in sink.lines:
                 self.log.info("Dry run preview: %s", line)
         after = self.move_watermark(store, watermark) if watermark is not None else reading.before

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 from airflow_provider_sheets.errors import DriftError
+from airflow_provider_sheets.model.checks import CONTINUE, FAIL, REPUBLISH
 
-FAIL, CONTINUE, REPUBLISH = "fail", "continue", "republish"
+__all__ = ["CONTINUE", "FAIL", "REPUBLISH", "on_drift"]
 
 
 def on_drift(policy: str, finding: str, fail_fix: str, log: logging.Logger | logging.LoggerAdapter) -> bool:

@@ -50,10 +50,11 @@ from airflow_provider_sheets.model import checks, headers
 from airflow_provider_sheets.model.loop import LoopOptions, LoopResult
 from airflow_provider_sheets.model.mapping import RowMapper, RowMappingError, fingerprint
 from airflow_provider_sheets.model.position import PositionOf, position_key
+from airflow_provider_sheets.model.sheet import RENDER_OPTIONS
 from airflow_provider_sheets.pipeline.drift import on_drift as apply_drift_policy
 from airflow_provider_sheets.pipeline.sinks import PublishSink
 from airflow_provider_sheets.pipeline.tab import mapper_for
-from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE, RENDER_OPTIONS, as_choice, as_int, as_positive
+from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE, as_choice, as_int, as_positive
 
 log = logging.getLogger(__name__)
 
@@ -581,6 +582,11 @@ class SheetStream:
             self.positions.save(self._position_key, watermark, headers=[(headers.STREAM_RUNNER, self.runner.encode())])
         except KafkaPublishError as err:
             self.positions.reset_publisher()
-            raise with_fix(err, f"The saved position stays at row {self._saved_row}.") from None
+            saved = (
+                f"stays at row {self._saved_row}"
+                if self._saved_row is not None
+                else "is not saved yet (a start begins after the header row)"
+            )
+            raise with_fix(err, f"The saved position {saved}.").with_traceback(err.__traceback__) from None
         self._position_dirty = False
         self._saved_row = watermark.last_row

@@ -204,12 +204,19 @@ class SheetToKafkaOperator(BaseOperator):
 
     @cached_property
     def reader(self) -> SheetsReader:
-        connection = SheetsConnection(self.gcp_conn_id, self.api_endpoint, self.impersonation_chain)
-        return accel.reader(connection, self.value_render_option)
+        """The Sheets reader, built from the checked settings (after templates are rendered)."""
+        s = self.settings()
+        return accel.reader(
+            SheetsConnection(s.gcp_conn_id, s.api_endpoint, s.impersonation_chain), s.value_render_option
+        )
+
+    def settings(self) -> BatchSettings:
+        """The arguments as rendered, checked (templates and Params may give strings or ``None``)."""
+        return BatchSettings.check({name: getattr(self, name) for name in BatchSettings.names()})
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Check the rendered arguments, then run the data path (:class:`~.pipeline.batch.BatchRun`)."""
-        settings = BatchSettings.check({name: getattr(self, name) for name in BatchSettings.names()})
+        settings = self.settings()
         ti = context.get("ti")
         run = RunContext(
             dag_id=str(getattr(ti, "dag_id", None) or self.dag_id),

@@ -359,7 +359,7 @@ def test_check_coerces(values, expected):
         ("flush_timeout", 0),
         ("lease_ttl", -1),
         ("lease_wait", "soon"),
-        ("checkpoint_interval", 0),
+        ("checkpoint_interval", -1),
         ("checkpoint_interval", None),
         ("lease_settle", -0.1),
         ("delivery", "exactly-once"),
@@ -406,3 +406,26 @@ def test_settings_are_frozen():
     checked = BatchSettings.check(rendered())
     with pytest.raises(AttributeError):
         checked.topic = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", ["lease_wait", "checkpoint_interval", "lease_settle"])
+def test_zero_seconds_are_a_setting_of_their_own(name):
+    """0: fail at once on a held lease; checkpoint after every page; no settle."""
+    assert getattr(BatchSettings.check(rendered(**{name: 0})), name) == 0.0
+
+
+def test_the_operator_and_the_settings_have_the_same_arguments_and_defaults():
+    """The operator's signature is the public one; BatchSettings checks it: neither may drift from the other."""
+    import inspect
+
+    from airflow_provider_sheets.transfers.sheet_to_kafka import SheetToKafkaOperator
+
+    parameters = inspect.signature(SheetToKafkaOperator.__init__).parameters
+    operator = {name: p.default for name, p in parameters.items() if name not in ("self", "kwargs")}
+    settings = {f.name: f.default for f in fields(BatchSettings)}
+    assert operator.keys() == settings.keys()
+    required = [name for name, default in operator.items() if default is inspect.Parameter.empty]
+    assert required == ["spreadsheet_id", "topic"]
+    # state_topic: None on the operator means "<topic>.state", which check() fills in
+    differ = {n: (operator[n], settings[n]) for n in operator if n not in required and n != "state_topic"}
+    assert {n: pair for n, pair in differ.items() if pair[0] != pair[1]} == {}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, PageSpan, run_pages
+from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, PageSpan, map_page, run_pages
 from airflow_provider_sheets.model.mapping import Record, RowMapper, RowMappingError
 from airflow_provider_sheets.model.sheet import Page
 
@@ -231,5 +231,7 @@ def test_page_span_full(span, full):
         (Page(3, 3, [[]]), True),
     ],
 )
-def test_sheet_page_full(page, full):
-    assert page.full is full
+def test_a_page_is_full_when_every_row_of_its_span_came_back(page, full):
+    result = LoopResult()
+    map_page(page, RowMapper(["a"]), result, [], [])
+    assert result.last_page.full is full
