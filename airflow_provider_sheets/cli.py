@@ -79,6 +79,13 @@ def _sheet_arguments(sheet: argparse._ArgumentGroup) -> None:
         "--num-retries", metavar="N", type=int, help="client retries of a 429/5xx before the runner's own backoff"
     )
     sheet.add_argument(
+        "--sheets-quota-per-minute",
+        metavar="N",
+        type=int,
+        help="Sheets read requests a minute at most (default: the connection's, else 60, Google's default per "
+        "user; 0: no pacing)",
+    )
+    sheet.add_argument(
         "--header-row", metavar="ROW", type=int, default=1, help="the row holding the field names (default 1)"
     )
     sheet.add_argument("--value-render-option", default=RENDER_OPTIONS[0], choices=RENDER_OPTIONS)
@@ -233,6 +240,8 @@ def check_stream_args(args: argparse.Namespace) -> None:
         as_int("--header-row", args.header_row, minimum=1)
         if args.page_size is not None:
             as_int("--page-size", args.page_size, minimum=1)
+        if args.sheets_quota_per_minute is not None:
+            as_int("--sheets-quota-per-minute", args.sheets_quota_per_minute, minimum=0)
     except SheetsConfigError as err:
         raise UsageError(str(err)) from None
 
@@ -270,6 +279,7 @@ def stream_command(args: argparse.Namespace) -> int:
         value_render_option=args.value_render_option,
         flush_timeout=args.flush_timeout,
         on_drift=args.on_drift,
+        sheets_quota_per_minute=args.sheets_quota_per_minute,
     )
     signal.signal(signal.SIGTERM, stream.stop)
     signal.signal(signal.SIGINT, stream.stop)

@@ -161,6 +161,7 @@ class BatchSettings:
     checkpoint_interval: float = 60.0
     mapping_process: bool | None = None
     airflow_headers: bool = True
+    sheets_quota_per_minute: int | None = None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -176,6 +177,7 @@ class BatchSettings:
             v[name] = as_int(name, v[name], minimum=1)
         for name in ("start_row", "max_rows"):
             v[name] = as_optional_int(name, v[name], minimum=1)
+        v["sheets_quota_per_minute"] = as_optional_int("sheets_quota_per_minute", v["sheets_quota_per_minute"], 0)
         v["mapping_process"] = as_optional_bool("mapping_process", v["mapping_process"])
         for name in ("dry_run", "full_refresh", "airflow_headers"):
             v[name] = as_bool(name, v[name])

@@ -511,7 +511,10 @@ class Bench:
             **airflow_env(home, dags),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": self.args.log_level,
             "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps(
-                {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "num_retries": 2}}
+                {
+                    "conn_type": "google_cloud_platform",
+                    "extra": {"is_anonymous": True, "num_retries": 2, "sheets_quota_per_minute": 0},
+                }
             ),
             "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": bootstrap}}),
             "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),

@@ -512,7 +512,10 @@ def server_env(url: str, port: int, broker_servers: str, sheets_url: str) -> dic
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps(
-                {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "num_retries": 2}}
+                {
+                    "conn_type": "google_cloud_platform",
+                    "extra": {"is_anonymous": True, "num_retries": 2, "sheets_quota_per_minute": 0},
+                }
             ),
             "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(
                 {"conn_type": "kafka", "extra": {"bootstrap.servers": broker_servers}}

@@ -196,7 +196,12 @@ def connections(monkeypatch, broker, sheets_server):
     """``google_cloud_default`` (anonymous, for the local server) and ``kafka_default`` as env vars."""
     monkeypatch.setenv(
         "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
-        json.dumps({"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "num_retries": 2}}),
+        json.dumps(
+            {
+                "conn_type": "google_cloud_platform",
+                "extra": {"is_anonymous": True, "num_retries": 2, "sheets_quota_per_minute": 0},
+            }
+        ),
     )
     from tests.helpers import use_kafka
 

@@ -18,6 +18,7 @@ Python's and glibc's memory settings untouched. The parity test runs both ways o
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -82,13 +83,20 @@ class ReaderInChild:
         if self.reader is not None:
             self.reader.after_fork()
             forget_connections(self.reader.hook)
+            if self.reader.pacer is not None:
+                self.reader.pacer.lock = threading.Lock()  # the parent's threads may have held it
 
     def child_state(self) -> Any:
-        return self.reader.requests if self.reader is not None else None
+        if self.reader is None:
+            return None
+        pacer = self.reader.pacer
+        return {"requests": self.reader.requests, "quota": pacer.times() if pacer is not None else []}
 
     def adopt_state(self, state: Any) -> None:
         if self.reader is not None:
-            self.reader.requests = state
+            self.reader.requests = state["requests"]
+            if self.reader.pacer is not None:
+                self.reader.pacer.adopt(state["quota"])
 
 
 def publish_pages(

@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 FORMS_HEADER = ["Timestamp", "Name", "Email", "Rating", "Comments"]
 
 #: Request kinds recorded in :attr:`SheetsServer.requests`.
+_READ_KINDS = frozenset({"spreadsheets.get", "values.get", "values.batchGet"})
 KINDS = (
     "spreadsheets.get",
     "values.get",
@@ -746,6 +747,12 @@ class SheetsServer:
         self._tokens: dict[str, float] = {}
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        #: ``(budget, window seconds)`` of read requests (see :meth:`set_read_quota`), or ``None``
+        self._read_quota: tuple[int, float] | None = None
+        #: when each read request the quota let through was served (``time.monotonic()``)
+        self.read_times: list[float] = []
+        #: read requests answered 429 because of the quota
+        self.quota_rejections = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -971,6 +978,30 @@ class SheetsServer:
 
     # -- request dispatch ---------------------------------------------------------------------------
 
+    def set_read_quota(self, budget: int | None, window: float = 60.0) -> None:
+        """
+        Answer read requests (``spreadsheets.get``, ``values.get``, ``values.batchGet``) with Google's
+        429 ``RESOURCE_EXHAUSTED`` once ``budget`` of them were served in the last ``window`` seconds
+        (Google: 60 a minute per user); ``None`` lifts the quota.
+        """
+        with self._lock:
+            self._read_quota = None if budget is None else (budget, window)
+            self.read_times.clear()
+            self.quota_rejections = 0
+
+    def _over_quota(self, kind: str) -> bool:
+        """Count a read request against the quota (under the lock); whether it is refused."""
+        if self._read_quota is None or kind not in _READ_KINDS:
+            return False
+        budget, window = self._read_quota
+        now = time.monotonic()
+        recent = sum(1 for served in self.read_times[-budget:] if served > now - window)
+        if recent >= budget:
+            self.quota_rejections += 1
+            return True
+        self.read_times.append(now)
+        return False
+
     def _serve(self, method: str, target: str, authorization: str | None, body: bytes) -> tuple[int, bytes]:
         """Answer one request; return the status and the JSON body (recorded before it is sent)."""
         split = urlsplit(target)
@@ -1001,6 +1032,8 @@ class SheetsServer:
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)
+            elif self._over_quota(kind):
+                fault = _Fault(429, 1, None, None)  # the quota: Google's 429 body
             hold = next((h for h in self._holds if is_api and h.kind in (None, kind)), None)
             if hold is not None and hold.skip > 0:
                 hold.skip -= 1

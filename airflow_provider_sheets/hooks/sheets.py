@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
 
+from airflow.providers.google.common.hooks.base_google import get_field
 from airflow.providers.google.suite.hooks.sheets import GSheetsHook
 
 from airflow_provider_sheets.errors import SheetNotFoundError, SheetsAccessError
+from airflow_provider_sheets.hooks.quota import DEFAULT_QUOTA_PER_MINUTE, ReadPacer, pacer
 from airflow_provider_sheets.model.a1 import A1Range
 from airflow_provider_sheets.model.sheet import Page, SheetInfo
 from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE
@@ -79,11 +81,15 @@ class SheetsConnection:
     :param gcp_conn_id: the ``google_cloud_platform`` connection id.
     :param api_endpoint: a custom Sheets API endpoint (private endpoint or a local server).
     :param impersonation_chain: service account(s) to impersonate (one, or a chain).
+    :param sheets_quota_per_minute: read requests a minute this process makes at most through the
+        connection; ``None``: the connection's ``sheets_quota_per_minute`` extra, else 60 (Google's
+        default per user); 0: no pacing.
     """
 
     gcp_conn_id: str = "google_cloud_default"
     api_endpoint: str | None = None
     impersonation_chain: str | Sequence[str] | None = None
+    sheets_quota_per_minute: int | None = None
 
     def reader(self, value_render_option: str = "FORMATTED_VALUE", tuning: ClientTuning | None = None) -> SheetsReader:
         """The one way a reader is built (callers get the tuned one from :func:`~.accel.reader`)."""
@@ -93,6 +99,7 @@ class SheetsConnection:
             impersonation_chain=self.impersonation_chain,
             value_render_option=value_render_option,
             tuning=tuning,
+            quota_per_minute=self.sheets_quota_per_minute,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -102,6 +109,7 @@ class SheetsConnection:
             "gcp_conn_id": self.gcp_conn_id,
             "api_endpoint": self.api_endpoint or None,
             "impersonation_chain": chain if chain is None or isinstance(chain, str) else list(chain),
+            "sheets_quota_per_minute": self.sheets_quota_per_minute,
         }
 
 
@@ -120,6 +128,8 @@ class SheetsReader:
     :param date_time_render_option: ``SERIAL_NUMBER`` or ``FORMATTED_STRING`` (used with
         ``UNFORMATTED_VALUE``).
     :param tuning: makes the Google client faster (see :class:`ClientTuning`); ``None``: as it comes.
+    :param quota_per_minute: the read budget (see :class:`SheetsConnection`); every request waits
+        until it fits (:mod:`airflow_provider_sheets.hooks.quota`).
     """
 
     def __init__(
@@ -130,8 +140,10 @@ class SheetsReader:
         value_render_option: str = "FORMATTED_VALUE",
         date_time_render_option: str = "FORMATTED_STRING",
         tuning: ClientTuning | None = None,
+        quota_per_minute: int | None = None,
     ) -> None:
         self.tuning = tuning
+        self.quota_per_minute = quota_per_minute
         self.gcp_conn_id = gcp_conn_id
         self.api_endpoint = api_endpoint or None
         self.impersonation_chain = impersonation_chain
@@ -152,6 +164,15 @@ class SheetsReader:
             api_endpoint=self.api_endpoint,
         )
 
+    @cached_property
+    def pacer(self) -> ReadPacer | None:
+        """The process's read budget for this connection, or ``None`` when pacing is off (a budget of 0)."""
+        budget = self.quota_per_minute
+        if budget is None:
+            extra = get_field(self.hook.extras, "sheets_quota_per_minute")
+            budget = DEFAULT_QUOTA_PER_MINUTE if extra in (None, "") else int(extra)
+        return pacer(self.gcp_conn_id, budget) if budget > 0 else None
+
     def _call(self, what: str, spreadsheet_id: str, request: Callable[..., Any], /, **kwargs: Any) -> Any:
         """
         Make one request on the hook's client (``request(service, **kwargs)`` builds it), compact and
@@ -166,6 +187,8 @@ class SheetsReader:
             self._prepared = True
         try:
             with self._lock:
+                if self.pacer is not None:
+                    self.pacer.acquire(log)
                 self.requests += 1
                 return request(service, prettyPrint=False, **kwargs).execute(num_retries=self.hook.num_retries)
         except HttpError as err:

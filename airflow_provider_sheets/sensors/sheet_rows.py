@@ -18,7 +18,7 @@ from airflow_provider_sheets.hooks.sheets import SheetInfo, SheetsConnection
 from airflow_provider_sheets.model.position import default_watermark_key
 from airflow_provider_sheets.pipeline.probe import NewRowsProbe, default_probe_rows
 from airflow_provider_sheets.pipeline.tab import check_watermark
-from airflow_provider_sheets.settings import as_int, as_optional_text, as_text
+from airflow_provider_sheets.settings import as_int, as_optional_int, as_optional_text, as_text
 from airflow_provider_sheets.triggers.sheet_rows import SheetNewRowsTrigger
 
 if TYPE_CHECKING:
@@ -66,6 +66,8 @@ class SheetNewRowsSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param impersonation_chain: service account(s) to impersonate, as for the transfer operator
         (the trigger gets them too). Templated.
+    :param sheets_quota_per_minute: the read budget, as for the transfer operator (the trigger
+        keeps it).
     """
 
     template_fields: Sequence[str] = (
@@ -93,6 +95,7 @@ class SheetNewRowsSensor(BaseSensorOperator):
         probe_rows: int | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         impersonation_chain: str | Sequence[str] | None = None,
+        sheets_quota_per_minute: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -116,10 +119,13 @@ class SheetNewRowsSensor(BaseSensorOperator):
         self.probe_rows = probe_rows
         self.deferrable = deferrable
         self.impersonation_chain = impersonation_chain
+        self.sheets_quota_per_minute = as_optional_int("sheets_quota_per_minute", sheets_quota_per_minute, 0)
 
     @property
     def connection(self) -> SheetsConnection:
-        return SheetsConnection(self.gcp_conn_id, self.api_endpoint, self.impersonation_chain)
+        return SheetsConnection(
+            self.gcp_conn_id, self.api_endpoint, self.impersonation_chain, self.sheets_quota_per_minute
+        )
 
     @cached_property
     def probe(self) -> NewRowsProbe:

@@ -54,7 +54,7 @@ from airflow_provider_sheets.model.sheet import RENDER_OPTIONS
 from airflow_provider_sheets.pipeline.drift import on_drift as apply_drift_policy
 from airflow_provider_sheets.pipeline.sinks import PublishSink
 from airflow_provider_sheets.pipeline.tab import mapper_for
-from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE, as_choice, as_int, as_positive
+from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE, as_choice, as_int, as_optional_int, as_positive
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,8 @@ class SheetStream:
         ``"republish"`` logs a warning and publishes every row again, from the header row on (the
         same keys and ``sheets.row`` headers, so a consumer keeping the latest value per key ends up
         holding the tab as it is now).
+    :param sheets_quota_per_minute: the read budget (see the operator's); a catch-up that re-polls at
+        once while pages come back full waits for it.
     """
 
     def __init__(
@@ -182,6 +184,7 @@ class SheetStream:
         flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
         producer_config: dict[str, Any] | None = None,
         on_drift: str = "fail",
+        sheets_quota_per_minute: int | None = None,
     ) -> None:
         on_drift = as_choice("on_drift", on_drift, checks.DRIFT_POLICIES)
         poll_interval = as_positive("poll_interval", poll_interval)
@@ -207,6 +210,7 @@ class SheetStream:
         self.flush_timeout = flush_timeout
         self.producer_config = producer_config
         self.on_drift = on_drift
+        self.sheets_quota_per_minute = as_optional_int("sheets_quota_per_minute", sheets_quota_per_minute, 0)
         self.runner = runner_id()
         self.stats = StreamStats()
         self.positions = PositionStore(self.position_topic, kafka_config_id, flush_timeout)
@@ -227,7 +231,9 @@ class SheetStream:
 
     @cached_property
     def reader(self) -> SheetsReader:
-        connection = SheetsConnection(self.gcp_conn_id, self.api_endpoint, self.impersonation_chain)
+        connection = SheetsConnection(
+            self.gcp_conn_id, self.api_endpoint, self.impersonation_chain, self.sheets_quota_per_minute
+        )
         return accel.reader(connection, self.value_render_option)
 
     @cached_property

@@ -113,6 +113,10 @@ class SheetToKafkaOperator(BaseOperator):
     :param mapping_process: read and map the rows in a process forked from the task's (``None``,
         the default: on Linux), so that reading, mapping and producing use two cores; ``False``
         keeps everything in the task process.
+    :param sheets_quota_per_minute: Sheets read requests a minute this task's process makes at most
+        (a sliding window shared by every reader of the connection in the process; a request waits,
+        with a line in the task log, until it fits). ``None``: the connection's
+        ``sheets_quota_per_minute`` extra, else 60, Google's default per user; 0 turns pacing off.
     """
 
     template_fields: Sequence[str] = (
@@ -166,6 +170,7 @@ class SheetToKafkaOperator(BaseOperator):
         checkpoint_interval: float = 60.0,
         mapping_process: bool | None = None,
         airflow_headers: bool = True,
+        sheets_quota_per_minute: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -201,14 +206,14 @@ class SheetToKafkaOperator(BaseOperator):
         self.checkpoint_interval = checkpoint_interval
         self.mapping_process = mapping_process
         self.airflow_headers = airflow_headers
+        self.sheets_quota_per_minute = sheets_quota_per_minute
 
     @cached_property
     def reader(self) -> SheetsReader:
         """The Sheets reader, built from the checked settings (after templates are rendered)."""
         s = self.settings()
-        return accel.reader(
-            SheetsConnection(s.gcp_conn_id, s.api_endpoint, s.impersonation_chain), s.value_render_option
-        )
+        connection = SheetsConnection(s.gcp_conn_id, s.api_endpoint, s.impersonation_chain, s.sheets_quota_per_minute)
+        return accel.reader(connection, s.value_render_option)
 
     def settings(self) -> BatchSettings:
         """The arguments as rendered, checked (templates and Params may give strings or ``None``)."""

@@ -46,6 +46,7 @@ class SheetNewRowsTrigger(BaseTrigger):
     :param watermark_key: the watermark Variable's key, named in error messages.
     :param not_before: the UNIX time of the first poll; ``None`` polls at once.
     :param impersonation_chain: service account(s) to impersonate, as for the sensor.
+    :param sheets_quota_per_minute: the read budget, as for the sensor.
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class SheetNewRowsTrigger(BaseTrigger):
         watermark_key: str | None = None,
         not_before: float | None = None,
         impersonation_chain: str | list[str] | None = None,
+        sheets_quota_per_minute: int | None = None,
     ) -> None:
         super().__init__()
         self.spreadsheet_id = spreadsheet_id
@@ -74,7 +76,7 @@ class SheetNewRowsTrigger(BaseTrigger):
         self.api_endpoint = api_endpoint or None
         self.watermark_key = watermark_key
         self.not_before = not_before
-        self.connection = SheetsConnection(gcp_conn_id, api_endpoint, impersonation_chain)
+        self.connection = SheetsConnection(gcp_conn_id, api_endpoint, impersonation_chain, sheets_quota_per_minute)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (

@@ -434,7 +434,12 @@ def test_secrets_never_reach_logs_xcom_or_rendered_fields(sheets_server, broker,
     password = f"sasl-{uuid.uuid4().hex}"
     monkeypatch.setenv(
         "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
-        json.dumps({"conn_type": "google_cloud_platform", "extra": {"keyfile_dict": info, "num_retries": 1}}),
+        json.dumps(
+            {
+                "conn_type": "google_cloud_platform",
+                "extra": {"keyfile_dict": info, "num_retries": 1, "sheets_quota_per_minute": 0},
+            }
+        ),
     )
     monkeypatch.setenv(
         "AIRFLOW_CONN_KAFKA_DEFAULT",

@@ -47,7 +47,12 @@ def google(monkeypatch, sheets_server):
     """An anonymous ``google_cloud_default`` connection for the local server; returns its URL."""
     monkeypatch.setenv(
         "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
-        json.dumps({"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "num_retries": 0}}),
+        json.dumps(
+            {
+                "conn_type": "google_cloud_platform",
+                "extra": {"is_anonymous": True, "num_retries": 0, "sheets_quota_per_minute": 0},
+            }
+        ),
     )
     return sheets_server.url
 

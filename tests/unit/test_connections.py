@@ -84,8 +84,13 @@ def test_the_watermark_operator_describes_as_the_impersonated_account(monkeypatc
     ids=["none", "one", "tuple"],
 )
 def test_a_connection_serialises_to_json(chain, serialised):
-    as_dict = SheetsConnection("g", "", chain).as_dict()
-    assert as_dict == {"gcp_conn_id": "g", "api_endpoint": None, "impersonation_chain": serialised}
+    as_dict = SheetsConnection("g", "", chain, 30).as_dict()
+    assert as_dict == {
+        "gcp_conn_id": "g",
+        "api_endpoint": None,
+        "impersonation_chain": serialised,
+        "sheets_quota_per_minute": 30,
+    }
     assert json.loads(json.dumps(as_dict)) == as_dict
 
 

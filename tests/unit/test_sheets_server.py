@@ -135,7 +135,12 @@ def hook(server, monkeypatch):
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
-        json.dumps({"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "num_retries": 3}}),
+        json.dumps(
+            {
+                "conn_type": "google_cloud_platform",
+                "extra": {"is_anonymous": True, "num_retries": 3, "sheets_quota_per_minute": 0},
+            }
+        ),
     )
     # no back-off sleeps between the client's retries
     import googleapiclient.http
@@ -500,7 +505,12 @@ def test_require_auth_with_a_service_account_connection(server, monkeypatch):
     info = _service_account(server)
     monkeypatch.setenv(
         "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
-        json.dumps({"conn_type": "google_cloud_platform", "extra": {"keyfile_dict": info, "num_retries": 0}}),
+        json.dumps(
+            {
+                "conn_type": "google_cloud_platform",
+                "extra": {"keyfile_dict": info, "num_retries": 0, "sheets_quota_per_minute": 0},
+            }
+        ),
     )
     hook = GSheetsHook(gcp_conn_id="google_cloud_default", api_endpoint=server.url)
     assert hook.get_values(SID, "Sheet1!A1") == [["a"]]
@@ -508,7 +518,12 @@ def test_require_auth_with_a_service_account_connection(server, monkeypatch):
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
-        json.dumps({"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "num_retries": 0}}),
+        json.dumps(
+            {
+                "conn_type": "google_cloud_platform",
+                "extra": {"is_anonymous": True, "num_retries": 0, "sheets_quota_per_minute": 0},
+            }
+        ),
     )
     anonymous = GSheetsHook(gcp_conn_id="google_cloud_default", api_endpoint=server.url)
     # the client answers a 401 by refreshing the credentials, which anonymous ones cannot do

@@ -33,7 +33,12 @@ def server(monkeypatch):
     """A Sheets server of this test's own, and an anonymous ``google_cloud_default`` connection."""
     monkeypatch.setenv(
         "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
-        json.dumps({"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "num_retries": 0}}),
+        json.dumps(
+            {
+                "conn_type": "google_cloud_platform",
+                "extra": {"is_anonymous": True, "num_retries": 0, "sheets_quota_per_minute": 0},
+            }
+        ),
     )
     with SheetsServer() as running:
         yield running
@@ -146,6 +151,7 @@ def test_serialize_round_trips():
         "impersonation_chain": ["a@p.iam.gserviceaccount.com", "b@p.iam.gserviceaccount.com"],
         "watermark_key": "wm",
         "not_before": 1_795_000_000.5,
+        "sheets_quota_per_minute": 30,
     }
     classpath, serialized = SheetNewRowsTrigger(**kwargs).serialize()
     assert (classpath, serialized) == (CLASSPATH, kwargs)

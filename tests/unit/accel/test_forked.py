@@ -87,6 +87,7 @@ class _CountingReader:
     """The parts of a SheetsReader that ``accel.ReaderInChild`` uses: no Google client, a request count."""
 
     hook = None
+    pacer = None  # no read budget
 
     def __init__(self) -> None:
         self.requests = 0

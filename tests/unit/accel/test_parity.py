@@ -89,6 +89,7 @@ class _PidReader:
     """What ``accel.ReaderInChild`` uses of a reader; in a forked child its request count becomes the child's pid."""
 
     hook = None
+    pacer = None  # no read budget
 
     def __init__(self) -> None:
         self.requests = 0

@@ -19,7 +19,12 @@ from airflow_provider_sheets.model.a1 import A1Range
 def server(monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
-        json.dumps({"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "num_retries": 0}}),
+        json.dumps(
+            {
+                "conn_type": "google_cloud_platform",
+                "extra": {"is_anonymous": True, "num_retries": 0, "sheets_quota_per_minute": 0},
+            }
+        ),
     )
     with SheetsServer() as running:
         yield running

@@ -83,6 +83,7 @@ class ListReader:
         self.reads: list[dict[str, Any]] = []
         #: what accel.ReaderInChild looks at in a forked child (no Google client here)
         self.hook = None
+        self.pacer = None  # no read budget
 
     @property
     def row_count(self) -> int:
