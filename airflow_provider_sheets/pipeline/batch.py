@@ -148,7 +148,7 @@ class BatchRun:
             sink, result = self.publish(info, reading)
             return self.commit(info, store, reading, sink, result)
         except SheetsQuotaError as err:
-            fix = "The watermark was not moved past the rows acknowledged before: the next run continues from there."
+            fix = "Only acknowledged rows count: the watermark was not moved past them; the next run goes on there."
             raise with_fix(err, fix).with_traceback(err.__traceback__) from None
         except KafkaPublishError as err:
             advice = self.publish_failure_fix()

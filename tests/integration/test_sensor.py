@@ -338,6 +338,7 @@ def test_deferring_hands_the_watermark_and_the_timeout_to_the_trigger(google, sh
         "gcp_conn_id": "google_cloud_default",
         "api_endpoint": google,
         "impersonation_chain": None,
+        "sheets_quota_per_minute": None,  # the connection's
         "watermark_key": key,
     }
     assert (sheets_server.request_count("spreadsheets.get"), _values_requests(sheets_server)) == (1, 1)

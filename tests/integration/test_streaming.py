@@ -323,6 +323,32 @@ def test_on_drift_republish_publishes_the_tab_again_as_it_is_now(tmp_path, broke
     assert _positions(broker.bootstrap_servers, f"{topic}.position")[-1][1]["last_row"] == 12
 
 
+def test_an_idle_poll_of_a_forms_grid_is_one_request_and_inserted_rows_all_arrive(
+    tmp_path, broker, sheets_server, topic
+):
+    """A Forms responses tab's grid is its data, grown by one row per response: an idle poll describes, no more."""
+    sid = _new_sheet(sheets_server, 3, row_count=4)
+    runner = Runner(tmp_path / "forms.log", *_runner_args(sid, topic, broker, sheets_server))
+    try:
+        runner.wait_streaming()
+        assert len(consume_all(broker.bootstrap_servers, topic, expected=3)) == 3
+        time.sleep(1.0)
+        start = len(sheets_server.requests)
+        time.sleep(3.0)  # about six polls, every row published
+        idle = [r.kind for r in sheets_server.requests[start:] if r.kind != "other"]
+        appended = _append(sheets_server, sid, 2, start=3)
+        messages = consume_all(broker.bootstrap_servers, topic, expected=5)
+        assert runner.stop() == 0, runner.log[-3000:]
+    finally:
+        if runner.process.poll() is None:
+            runner.process.kill()
+    assert idle, "the runner went on polling"
+    assert set(idle) == {"spreadsheets.get"}, idle
+    assert len(idle) <= 3.0 / POLL + 2
+    assert list(appended) == [5, 6]
+    assert sorted(_rows(messages)) == list(range(2, 7))
+
+
 def test_missing_settings_and_missing_tab_exit_2(tmp_path, broker, sheets_server, topic, capsys):
     from airflow_provider_sheets.cli import main
 
