@@ -21,6 +21,7 @@ import contextlib
 import copy
 import json
 import logging
+import math
 import re
 import secrets
 import signal
@@ -713,8 +714,11 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         app: SheetsServer = self.server.app  # type: ignore[attr-defined]
-        status, payload = app._serve(method, self.path, self.headers.get("Authorization"), body)
+        headers: dict[str, str] = {}
+        status, payload = app._serve(method, self.path, self.headers.get("Authorization"), body, headers)
         self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(payload)))
         if status == 401:
@@ -753,6 +757,7 @@ class SheetsServer:
         self.read_times: list[float] = []
         #: read requests answered 429 because of the quota
         self.quota_rejections = 0
+        self._retry_after = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -978,31 +983,45 @@ class SheetsServer:
 
     # -- request dispatch ---------------------------------------------------------------------------
 
-    def set_read_quota(self, budget: int | None, window: float = 60.0) -> None:
+    def set_read_quota(self, budget: int | None, window: float = 60.0, retry_after: bool = False) -> None:
         """
         Answer read requests (``spreadsheets.get``, ``values.get``, ``values.batchGet``) with Google's
         429 ``RESOURCE_EXHAUSTED`` once ``budget`` of them were served in the last ``window`` seconds
         (Google: 60 a minute per user); ``None`` lifts the quota.
+
+        :param retry_after: also send ``Retry-After`` (whole seconds until a request fits again),
+            which Google's front ends send on some 429s and not on others.
         """
         with self._lock:
             self._read_quota = None if budget is None else (budget, window)
+            self._retry_after = retry_after
             self.read_times.clear()
             self.quota_rejections = 0
 
-    def _over_quota(self, kind: str) -> bool:
-        """Count a read request against the quota (under the lock); whether it is refused."""
+    def _over_quota(self, kind: str) -> bool | int:
+        """
+        Count a read request against the quota (under the lock): ``False`` when it is served, else
+        ``True``, or the seconds of its ``Retry-After``.
+        """
         if self._read_quota is None or kind not in _READ_KINDS:
             return False
         budget, window = self._read_quota
         now = time.monotonic()
-        recent = sum(1 for served in self.read_times[-budget:] if served > now - window)
-        if recent >= budget:
+        recent = [served for served in self.read_times[-budget:] if served > now - window]
+        if len(recent) >= budget:
             self.quota_rejections += 1
-            return True
+            return max(1, math.ceil(recent[0] + window - now)) if self._retry_after else True
         self.read_times.append(now)
         return False
 
-    def _serve(self, method: str, target: str, authorization: str | None, body: bytes) -> tuple[int, bytes]:
+    def _serve(
+        self,
+        method: str,
+        target: str,
+        authorization: str | None,
+        body: bytes,
+        reply_headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
         """Answer one request; return the status and the JSON body (recorded before it is sent)."""
         split = urlsplit(target)
         path = unquote(split.path)
@@ -1032,8 +1051,10 @@ class SheetsServer:
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)
-            elif self._over_quota(kind):
+            elif over := self._over_quota(kind):
                 fault = _Fault(429, 1, None, None)  # the quota: Google's 429 body
+                if reply_headers is not None and over is not True:
+                    reply_headers["Retry-After"] = str(over)
             hold = next((h for h in self._holds if is_api and h.kind in (None, kind)), None)
             if hold is not None and hold.skip > 0:
                 hold.skip -= 1

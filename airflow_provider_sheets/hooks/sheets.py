@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +49,27 @@ DESCRIBE_FIELDS = (
 )
 #: What a ``values:batchGet`` response needs to carry.
 VALUES_FIELDS = "spreadsheetId,valueRanges(range,majorDimension,values)"
+
+
+#: Waits for a 429's ``Retry-After`` honoured at most, each of at most this many seconds.
+RETRY_AFTER_ATTEMPTS = 3
+MAX_RETRY_AFTER = 120.0
+
+
+def retry_after(err: Any) -> float | None:
+    """
+    The seconds a 429 answer asks to wait (its ``Retry-After`` header, in seconds, up to
+    :data:`MAX_RETRY_AFTER`), with up to 10% of jitter so that waiting readers do not return
+    together; ``None`` for any other answer, or a 429 without the header.
+    """
+    response: Any = getattr(err, "resp", None)
+    if int(getattr(response, "status", 0) or 0) != 429 or not hasattr(response, "get"):
+        return None
+    try:
+        seconds = float(response.get("retry-after"))
+    except (TypeError, ValueError):  # absent, or an HTTP date: the client's backoff was the wait
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER) * (1 + random.random() / 10)
 
 
 def _get(service: Any, **kwargs: Any) -> Any:
@@ -185,14 +208,27 @@ class SheetsReader:
             if self.tuning is not None:
                 self.tuning.prepare(service)
             self._prepared = True
-        try:
-            with self._lock:
-                if self.pacer is not None:
-                    self.pacer.acquire(log)
-                self.requests += 1
-                return request(service, prettyPrint=False, **kwargs).execute(num_retries=self.hook.num_retries)
-        except HttpError as err:
-            raise SheetsAccessError.from_http_error(err, what, spreadsheet_id, self._account()) from None
+        for attempt in range(1, RETRY_AFTER_ATTEMPTS + 2):
+            try:
+                with self._lock:
+                    if self.pacer is not None:
+                        self.pacer.acquire(log)
+                    self.requests += 1
+                    return request(service, prettyPrint=False, **kwargs).execute(num_retries=self.hook.num_retries)
+            except HttpError as err:
+                wait = retry_after(err)
+                if wait is None or attempt > RETRY_AFTER_ATTEMPTS:
+                    raise SheetsAccessError.from_http_error(err, what, spreadsheet_id, self._account()) from None
+                log.warning(
+                    "Sheets answered 429 (quota) to %s, after the client's retries, with Retry-After: waiting "
+                    "%.1f s (attempt %s of %s).",
+                    what,
+                    wait,
+                    attempt,
+                    RETRY_AFTER_ATTEMPTS,
+                )
+                time.sleep(wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def after_fork(self) -> None:
         """In a forked child: a lock of this process's own (the parent's may be held by its thread)."""

@@ -149,3 +149,36 @@ def test_a_forked_readers_requests_count_against_the_task_processs_budget(server
     assert Sink.rows == 8
     assert len(reader.pacer.times()) == reader.requests == len(server.read_times) == 5
     assert server.quota_rejections == 0
+
+
+def test_a_429_with_retry_after_is_waited_out_and_the_wait_logged(server, caplog):
+    """Unpaced, on a server that says Retry-After: each refusal is waited out as it asks, and the read completes."""
+    server.set_read_quota(BUDGET, WINDOW, retry_after=True)
+    spreadsheet_id = _tab(server, 20)
+    reader = _reader(server, 0)
+    info = reader.describe(spreadsheet_id)
+    _, pages = reader.read(info, 1, page_size=4)  # 1 describe + 5 pages: one refusal at least
+    assert sum(len(page.rows) for page in pages) == 20
+    assert server.quota_rejections >= 1
+    waits = [r.getMessage() for r in caplog.records if "with Retry-After: waiting" in r.getMessage()]
+    assert len(waits) == server.quota_rejections
+    assert all("attempt 1 of 3" in w or "attempt 2 of 3" in w for w in waits)
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "wait"),
+    [(429, "3", (3.0, 3.3)), (429, "0", (0.0, 0.0)), (429, "999", (120.0, 132.0)), (429, None, None), (503, "3", None)],
+    ids=["seconds", "zero", "capped", "absent", "not-a-429"],
+)
+def test_retry_after_tables(status, header, wait):
+    import types
+
+    from airflow_provider_sheets.hooks.sheets import retry_after
+
+    headers = {"retry-after": header} if header is not None else {}
+    response = types.SimpleNamespace(status=status, get=headers.get)
+    got = retry_after(types.SimpleNamespace(resp=response))
+    if wait is None:
+        assert got is None
+    else:
+        assert wait[0] <= got <= wait[1]
