@@ -20,7 +20,7 @@ from airflow_provider_sheets.errors import SheetNotFoundError, SheetsAccessError
 from airflow_provider_sheets.hooks.quota import DEFAULT_QUOTA_PER_MINUTE, ReadPacer, pacer
 from airflow_provider_sheets.model.a1 import A1Range
 from airflow_provider_sheets.model.sheet import Page, SheetInfo
-from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE
+from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE, as_int
 
 __all__ = ["DEFAULT_PAGE_SIZE", "ClientTuning", "Page", "SheetInfo", "SheetsConnection", "SheetsReader"]
 
@@ -193,7 +193,8 @@ class SheetsReader:
         budget = self.quota_per_minute
         if budget is None:
             extra = get_field(self.hook.extras, "sheets_quota_per_minute")
-            budget = DEFAULT_QUOTA_PER_MINUTE if extra in (None, "") else int(extra)
+            name = f"the sheets_quota_per_minute extra of connection {self.gcp_conn_id!r}"
+            budget = DEFAULT_QUOTA_PER_MINUTE if extra in (None, "") else as_int(name, extra, minimum=0)
         return pacer(self.gcp_conn_id, budget) if budget > 0 else None
 
     def _call(self, what: str, spreadsheet_id: str, request: Callable[..., Any], /, **kwargs: Any) -> Any:
@@ -208,7 +209,8 @@ class SheetsReader:
             if self.tuning is not None:
                 self.tuning.prepare(service)
             self._prepared = True
-        for attempt in range(1, RETRY_AFTER_ATTEMPTS + 2):
+        attempt = 0
+        while True:
             try:
                 with self._lock:
                     if self.pacer is not None:
@@ -216,6 +218,7 @@ class SheetsReader:
                     self.requests += 1
                     return request(service, prettyPrint=False, **kwargs).execute(num_retries=self.hook.num_retries)
             except HttpError as err:
+                attempt += 1
                 wait = retry_after(err)
                 if wait is None or attempt > RETRY_AFTER_ATTEMPTS:
                     raise SheetsAccessError.from_http_error(err, what, spreadsheet_id, self._account()) from None
@@ -228,7 +231,6 @@ class SheetsReader:
                     RETRY_AFTER_ATTEMPTS,
                 )
                 time.sleep(wait)
-        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def after_fork(self) -> None:
         """In a forked child: a lock of this process's own (the parent's may be held by its thread)."""

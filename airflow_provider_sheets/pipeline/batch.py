@@ -10,7 +10,7 @@ states the delivery semantics; the operator only turns its Airflow context into 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -29,7 +29,7 @@ from airflow_provider_sheets.errors import (
     WatermarkError,
     with_fix,
 )
-from airflow_provider_sheets.hooks.sheets import SheetInfo, SheetsReader
+from airflow_provider_sheets.hooks.sheets import Page, SheetInfo, SheetsReader
 from airflow_provider_sheets.model import checks, headers
 from airflow_provider_sheets.model.loop import LoopOptions, LoopResult
 from airflow_provider_sheets.model.mapping import RowMapper, RowMappingError
@@ -101,13 +101,12 @@ class Ports:
 
 @dataclass
 class Reading:
-    """What the run reads: the rows after ``after_row``, mapped by ``mapper``, and the watermark it started from."""
+    """What the run reads: the pages after ``after_row``, mapped by ``mapper``; ``before``: the watermark then."""
 
-    previous: Watermark | None
     before: int
     after_row: int
     mapper: RowMapper
-    pages: Any
+    pages: Iterator[Page]
 
 
 class BatchRun:
@@ -286,9 +285,8 @@ class BatchRun:
         header, pages = self.reader.read(
             info, after_row, page_size=s.page_size, header_row=s.header_row, max_rows=s.max_rows, check_row=check_row
         )
-        reading = Reading(
-            previous, before, after_row, mapper_for(header, s.header_row, info, s.key_column, "header_row"), pages
-        )
+        mapper = mapper_for(header, s.header_row, info, s.key_column, "header_row")
+        reading = Reading(before, after_row, mapper, pages)
         if check_row is not None and previous is not None:
             finding = checks.drift(previous, reading.mapper, self.reader.checked_row or [], info.title)
             if finding is not None and on_drift(s.on_drift, finding, self.drift_fix(store, after_row), self.log):
@@ -311,7 +309,7 @@ class BatchRun:
             info, s.header_row, page_size=s.page_size, header_row=s.header_row, max_rows=s.max_rows
         )
         mapper = mapper_for(header, s.header_row, info, s.key_column, "header_row")
-        return Reading(reading.previous, reading.before, s.header_row, mapper, pages)
+        return Reading(reading.before, s.header_row, mapper, pages)
 
     def selector(self, info: SheetInfo, mapper: RowMapper) -> IntervalSelector | None:
         """For a backfill, the rows whose ``timestamp_column`` falls in the data interval."""

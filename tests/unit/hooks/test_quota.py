@@ -182,3 +182,28 @@ def test_retry_after_tables(status, header, wait):
         assert got is None
     else:
         assert wait[0] <= got <= wait[1]
+
+
+@pytest.mark.parametrize(("extra", "budget"), [(None, 60), ("", 60), (30, 30), ("300", 300), (0, None)])
+def test_the_budget_comes_from_the_connection_extra_when_not_given(monkeypatch, extra, budget):
+    conn_id = f"google_{uuid.uuid4().hex[:8]}"
+    fields = {"is_anonymous": True} | ({} if extra is None else {"sheets_quota_per_minute": extra})
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "google_cloud_platform", "extra": fields})
+    )
+    pacer = SheetsConnection(conn_id).reader().pacer
+    assert (pacer.budget if pacer is not None else None) == budget
+
+
+def test_an_unusable_budget_in_the_connection_names_it(monkeypatch):
+    from airflow_provider_sheets.errors import SheetsConfigError
+
+    conn_id = f"google_{uuid.uuid4().hex[:8]}"
+    extra = {"is_anonymous": True, "sheets_quota_per_minute": "lots"}
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "google_cloud_platform", "extra": extra})
+    )
+    with pytest.raises(
+        SheetsConfigError, match=f"sheets_quota_per_minute extra of connection '{conn_id}' must be an integer"
+    ):
+        _ = SheetsConnection(conn_id).reader().pacer
