@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 import uuid
@@ -26,22 +25,6 @@ from airflow_provider_sheets.triggers.sheet_rows import SheetNewRowsTrigger
 
 CLASSPATH = "airflow_provider_sheets.triggers.sheet_rows.SheetNewRowsTrigger"
 READ_KINDS = {"spreadsheets.get", "values.get", "values.batchGet"}
-
-
-@pytest.fixture
-def server(monkeypatch):
-    """A Sheets server of this test's own, and an anonymous ``google_cloud_default`` connection."""
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "google_cloud_platform",
-                "extra": {"is_anonymous": True, "num_retries": 0, "sheets_quota_per_minute": 0},
-            }
-        ),
-    )
-    with SheetsServer() as running:
-        yield running
 
 
 def _sheet(server: SheetsServer, data_rows: int, **kwargs) -> str:

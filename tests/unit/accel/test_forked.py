@@ -33,6 +33,7 @@ from airflow_provider_sheets.model.headers import RecordHeaders
 from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, PageSpan
 from airflow_provider_sheets.model.mapping import RowMapper, RowMappingError
 from airflow_provider_sheets.model.sheet import Page
+from tests.unit.accel.fakes import CountingReader, PidReader
 
 pytestmark = pytest.mark.skipif(not available(), reason="the mapping process needs fork (Linux)")
 
@@ -83,26 +84,6 @@ class Recorder:
         return [event[1:] for event in self.events if event[0] == "dead"]
 
 
-class _CountingReader:
-    """The parts of a SheetsReader that ``accel.ReaderInChild`` uses: no Google client, a request count."""
-
-    hook = None
-    pacer = None  # no read budget
-
-    def __init__(self) -> None:
-        self.requests = 0
-
-    def after_fork(self) -> None:
-        pass
-
-
-class _PidReader(_CountingReader):
-    """In a forked child its request count becomes the child's pid: the task process then holds that pid."""
-
-    def after_fork(self) -> None:
-        self.requests = os.getpid()
-
-
 class _PidSide:
     """A ``ChildSide`` of :mod:`.accel.forked`: the child's pid, and whether it was prepared, travel back."""
 
@@ -132,7 +113,7 @@ def _pages() -> list[Page]:
 def _publish(pages, mapper, *, forked=False, sink=None, **options):
     """Publish through the entry point; with ``forked``, check the pages were mapped in a child."""
     sink = sink if sink is not None else Recorder(mapper.keys_by_row)
-    reader = _PidReader()
+    reader = PidReader()
     result = publish_pages(pages, mapper, sink, LoopOptions(**options), Switches(forked=forked), sheets_reader=reader)
     if forked:
         assert reader.requests not in (0, os.getpid()), "the pages were read and mapped in a forked child"
@@ -173,7 +154,7 @@ def test_select_runs_in_the_child_and_state_travels_back():
 
 
 def test_the_childs_request_count_is_adopted_by_the_task_process():
-    reader = _CountingReader()
+    reader = CountingReader()
 
     def read(count):
         for row in range(2, 2 + count):
@@ -266,7 +247,7 @@ def _slow_pages():
 
 
 def test_a_failure_in_the_task_process_stops_and_reaps_the_child():
-    reader = _PidReader()
+    reader = PidReader()
     sink = Recorder(True, fail=SheetsToKafkaError("the broker refused the record"))
     started = time.monotonic()
     with pytest.raises(SheetsToKafkaError, match="refused"):
@@ -293,7 +274,7 @@ def test_when_fork_fails_the_pages_are_mapped_in_the_task_process(monkeypatch, c
     assert untouched.events == [], "nothing was read or handed over: the caller runs the plain loop"
 
     here, here_result = _publish(_pages(), RowMapper(["id", "name"]))
-    fallback, reader = Recorder(True), _PidReader()
+    fallback, reader = Recorder(True), PidReader()
     switches = Switches(forked=True)
     fallback_result = publish_pages(
         _pages(), RowMapper(["id", "name"]), fallback, LoopOptions(), switches, sheets_reader=reader

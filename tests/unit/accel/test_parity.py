@@ -23,6 +23,7 @@ from airflow_provider_sheets.model.headers import RecordHeaders, airflow_run, pr
 from airflow_provider_sheets.model.loop import LoopOptions, run_pages
 from airflow_provider_sheets.model.mapping import RowMapper, RowMappingError
 from airflow_provider_sheets.model.sheet import Page, SheetInfo
+from tests.unit.accel.fakes import PidReader
 
 HEADER = ["id", "name", "note"]
 INFO = SheetInfo("s1", "Survey", "Etc/UTC", 7, "Form Responses 1", 1000, 5, ("Form Responses 1",))
@@ -85,19 +86,6 @@ class BytesSink:
         self.out.append(("page_done", result.as_dict()))
 
 
-class _PidReader:
-    """What ``accel.ReaderInChild`` uses of a reader; in a forked child its request count becomes the child's pid."""
-
-    hook = None
-    pacer = None  # no read budget
-
-    def __init__(self) -> None:
-        self.requests = 0
-
-    def after_fork(self) -> None:
-        self.requests = os.getpid()
-
-
 def _keep(cells, row: int) -> bool:
     """A backfill-like interval: drops rows 4, 12 and 16."""
     return row % 4 != 0
@@ -113,7 +101,7 @@ def _run(way: str, key_column: str | None, options: LoopOptions):
     else:
         if way == "forked" and not forked.available():
             pytest.skip("forked mapping needs fork (Linux): only the in-process optimisations are compared here")
-        reader = _PidReader()
+        reader = PidReader()
         switches = Switches(forked=way == "forked", memory=True, google_client=True)
         call = lambda: publish_pages(tuned_pages(), mapper, sink, options, switches, sheets_reader=reader)  # noqa: E731
     try:

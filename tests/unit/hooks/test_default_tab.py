@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
@@ -13,21 +12,6 @@ from airflow_provider_sheets.devkit.sheets_server import SheetsServer
 from airflow_provider_sheets.errors import SheetNotFoundError, SheetsConfigError
 from airflow_provider_sheets.hooks.sheets import SheetsConnection
 from airflow_provider_sheets.model.a1 import A1Range
-
-
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "google_cloud_platform",
-                "extra": {"is_anonymous": True, "num_retries": 0, "sheets_quota_per_minute": 0},
-            }
-        ),
-    )
-    with SheetsServer() as running:
-        yield running
 
 
 def _reader(server: SheetsServer):

@@ -5,7 +5,6 @@ stay one request, no range starting past the grid is ever sent, and every new ro
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
@@ -17,21 +16,6 @@ from airflow_provider_sheets.hooks.sheets import SheetsConnection
 from airflow_provider_sheets.pipeline.probe import NewRowsProbe
 
 READS = ("spreadsheets.get", "values.get", "values.batchGet")
-
-
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "google_cloud_platform",
-                "extra": {"is_anonymous": True, "num_retries": 0, "sheets_quota_per_minute": 0},
-            }
-        ),
-    )
-    with SheetsServer() as running:
-        yield running
 
 
 def _forms_tab(server: SheetsServer, responses: int) -> str:

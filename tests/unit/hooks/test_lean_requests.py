@@ -14,21 +14,6 @@ from airflow_provider_sheets.devkit.sheets_server import SheetsServer, parse_fie
 from airflow_provider_sheets.hooks.sheets import DESCRIBE_FIELDS, VALUES_FIELDS, SheetsConnection
 
 
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "google_cloud_platform",
-                "extra": {"is_anonymous": True, "num_retries": 0, "sheets_quota_per_minute": 0},
-            }
-        ),
-    )
-    with SheetsServer() as running:
-        yield running
-
-
 def _book(server: SheetsServer, rows: int = 3) -> str:
     spreadsheet_id = f"lean-{uuid.uuid4().hex[:10]}"
     server.create_spreadsheet(spreadsheet_id, {FORMS_TAB: [FORMS_HEADER, *forms_rows(rows)]})
