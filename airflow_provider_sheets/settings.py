@@ -14,7 +14,6 @@ from typing import Any
 from airflow_provider_sheets.errors import SheetsConfigError
 from airflow_provider_sheets.model.checks import DRIFT_POLICIES
 from airflow_provider_sheets.model.sheet import RENDER_OPTIONS
-from airflow_provider_sheets.model.timestamps import FORMS_TIMESTAMP_FORMAT
 
 AT_LEAST_ONCE = "at_least_once"
 EXACTLY_ONCE = "exactly_once"
@@ -144,7 +143,7 @@ class BatchSettings:
     start_row: int | None = None
     max_rows: int | None = None
     timestamp_column: str = "Timestamp"
-    timestamp_format: str = FORMS_TIMESTAMP_FORMAT
+    timestamp_format: str | None = None
     value_render_option: str = "FORMATTED_VALUE"
     impersonation_chain: str | Sequence[str] | None = field(default=None, repr=False)
     #: may hold credentials (sasl.password): never in a repr
@@ -181,7 +180,15 @@ class BatchSettings:
         v["mapping_process"] = as_optional_bool("mapping_process", v["mapping_process"])
         for name in ("dry_run", "full_refresh", "airflow_headers"):
             v[name] = as_bool(name, v[name])
-        for name in ("sheet_name", "key_column", "dead_letter_topic", "watermark_key", "state_topic", "api_endpoint"):
+        for name in (
+            "sheet_name",
+            "key_column",
+            "dead_letter_topic",
+            "watermark_key",
+            "state_topic",
+            "api_endpoint",
+            "timestamp_format",
+        ):
             v[name] = as_optional_text(name, v[name])
         for name in ("flush_timeout", "lease_ttl"):
             v[name] = as_positive(name, v[name])

@@ -41,7 +41,9 @@ import msgspec
 __all__ = [
     "A1Range",
     "FORMS_HEADER",
+    "FORMS_LOCALISED",
     "KINDS",
+    "LOCALES",
     "RequestRecord",
     "SheetsServer",
     "column_to_index",
@@ -79,6 +81,18 @@ _GID_STEP = 1_000_003  # gids are distinct, increasing and deliberately not equa
 _TOKEN_LIFETIME = 3600
 _JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _SERIAL_EPOCH = datetime(1899, 12, 30)
+#: Spreadsheet locales whose FORMATTED_VALUE this server renders as Google does (their default
+#: date, date-time and number formats); and those whose decimal separator is a comma.
+LOCALES = ("en_US", "en_GB", "de_DE", "fr_FR", "ko_KR")
+_DECIMAL_COMMA = frozenset({"de_DE", "fr_FR"})
+#: What Google Forms names the responses tab and its timestamp column in a form of each locale.
+FORMS_LOCALISED = {
+    "en_US": ("Form Responses 1", "Timestamp"),
+    "en_GB": ("Form responses 1", "Timestamp"),
+    "de_DE": ("Formularantworten 1", "Zeitstempel"),
+    "fr_FR": ("R\u00e9ponses au formulaire 1", "Horodateur"),
+    "ko_KR": ("\uc124\ubb38\uc9c0 \uc751\ub2f5 \uc2dc\ud2b8 1", "\ud0c0\uc784\uc2a4\ud0ec\ud504"),
+}
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -346,21 +360,45 @@ def _local(value: datetime, time_zone: str) -> datetime:
     return value.astimezone(zone).replace(tzinfo=None)
 
 
-def _format_value(value: object, time_zone: str) -> str:
-    """Render a cell as Google's FORMATTED_VALUE (default "Automatic" number format)."""
+def _date_text(value: date, locale: str) -> str:
+    """A date as the locale's default short date format shows it."""
+    d, m, y = value.day, value.month, value.year
+    if locale == "en_US":
+        return f"{m}/{d}/{y}"
+    if locale == "de_DE":
+        return f"{d:02d}.{m:02d}.{y}"
+    if locale == "ko_KR":
+        return f"{y}. {m}. {d}"
+    return f"{d:02d}/{m:02d}/{y}"  # en_GB, fr_FR
+
+
+def _time_text(value: datetime, locale: str) -> str:
+    """A time of day as the locale's default date-time format shows it."""
+    if locale == "en_US":
+        return f"{value.hour}:{value.minute:02d}:{value.second:02d}"
+    if locale == "ko_KR":
+        noon = "\uc624\ud6c4" if value.hour >= 12 else "\uc624\uc804"  # 오후 / 오전
+        return f"{noon} {value.hour % 12 or 12}:{value.minute:02d}:{value.second:02d}"
+    return f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+
+
+def _format_value(value: object, time_zone: str, locale: str = "en_US") -> str:
+    """
+    Render a cell as Google's FORMATTED_VALUE (default "Automatic" number format) in the
+    spreadsheet's ``locale`` (one of :data:`LOCALES`): its date order and decimal separator.
+    """
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return f"{value:.15g}".upper()
+        text = str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.15g}".upper()
+        return text.replace(".", ",") if locale in _DECIMAL_COMMA else text
     if isinstance(value, datetime):
         local = _local(value, time_zone)
-        return f"{local.month}/{local.day}/{local.year} {local.hour}:{local.minute:02d}:{local.second:02d}"
+        return f"{_date_text(local, locale)} {_time_text(local, locale)}"
     if isinstance(value, date):
-        return f"{value.month}/{value.day}/{value.year}"
+        return _date_text(value, locale)
     return str(value)
 
 
@@ -371,16 +409,16 @@ def _serial(value: date, time_zone: str) -> float | int:
     return (value - _SERIAL_EPOCH.date()).days
 
 
-def _render(value: object, value_render: str, datetime_render: str, time_zone: str) -> object:
+def _render(value: object, value_render: str, datetime_render: str, time_zone: str, locale: str = "en_US") -> object:
     if type(value) is str:  # the common case first: text renders as itself in every mode
         return value
     if _is_empty(value):
         return ""
     if value_render == "FORMATTED_VALUE":
-        return _format_value(value, time_zone)
+        return _format_value(value, time_zone, locale)
     if isinstance(value, date):
         if datetime_render == "FORMATTED_STRING":
-            return _format_value(value, time_zone)
+            return _format_value(value, time_zone, locale)
         return _serial(value, time_zone)
     return value
 
@@ -540,6 +578,7 @@ class _Spreadsheet:
     time_zone: str
     tabs: list[_Tab]
     next_gid: int = 0
+    locale: str = "en_US"
 
     def find(self, title: str) -> _Tab | None:
         """Find a tab by title: exact match first, then case-insensitive (as Google does)."""
@@ -602,7 +641,7 @@ class _Spreadsheet:
     def metadata(self) -> dict[str, Any]:
         return {
             "spreadsheetId": self.spreadsheet_id,
-            "properties": {"title": self.title, "locale": "en_US", "timeZone": self.time_zone},
+            "properties": {"title": self.title, "locale": self.locale, "timeZone": self.time_zone},
             "sheets": [{"properties": tab.properties(index)} for index, tab in enumerate(self.tabs)],
             "spreadsheetUrl": f"https://docs.google.com/spreadsheets/d/{self.spreadsheet_id}/edit",
         }
@@ -817,13 +856,18 @@ class SheetsServer:
         title: str = "Untitled",
         time_zone: str = "Etc/UTC",
         row_count: int | None = None,
+        locale: str = "en_US",
     ) -> None:
         """Create (or replace) a spreadsheet.
 
         :param sheets: ordered ``{tab title: rows}``; defaults to one empty ``Sheet1``.
         :param row_count: grid rows of every tab (default ``max(1000, len(rows))``).
+        :param locale: ``properties.locale``, one of :data:`LOCALES`: how FORMATTED_VALUE shows dates,
+            times and decimals (``datetime`` and ``date`` cells are stored as date-times).
         """
-        book = _Spreadsheet(spreadsheet_id, title, time_zone, [])
+        if locale not in LOCALES:
+            raise ValueError(f"locale {locale!r} is not one this server formats; use one of {', '.join(LOCALES)}")
+        book = _Spreadsheet(spreadsheet_id, title, time_zone, [], locale=locale)
         for tab_title, rows in (sheets or {"Sheet1": []}).items():
             book.add_tab(tab_title, rows, row_count=row_count)
         with self._lock:
@@ -1251,9 +1295,9 @@ class SheetsServer:
             rendered.pop()
         result: dict[str, Any] = {"range": format_a1(tab.title, *bounds), "majorDimension": dimension}
         if lines:
-            zone = book.time_zone
+            zone, locale = book.time_zone, book.locale
             result["values"] = [
-                cells if as_is else [_render(value, value_render, datetime_render, zone) for value in cells]
+                cells if as_is else [_render(value, value_render, datetime_render, zone, locale) for value in cells]
                 for cells, as_is in zip(lines, rendered, strict=True)
             ]
         return result
@@ -1454,6 +1498,13 @@ class SheetsServer:
                 tab.column_count = int(grid["columnCount"])
                 for cells in tab.rows:
                     del cells[tab.column_count :]
+            return {}
+        if name == "updateSpreadsheetProperties":
+            properties = spec.get("properties") or {}
+            fields = {field.strip() for field in str(spec.get("fields", "")).split(",")}
+            for key, attribute in (("title", "title"), ("locale", "locale"), ("timeZone", "time_zone")):
+                if ("*" in fields or key in fields) and key in properties:
+                    setattr(book, attribute, str(properties[key]))
             return {}
         if name == "addSheet":
             properties = spec.get("properties") or {}

@@ -41,6 +41,9 @@ ROW_SAMPLE = 32
 CELL_OVERHEAD = 6
 
 
+#: Rows of one column a request of :meth:`SheetsReader.column` asks for (~20 bytes each as serial numbers).
+COLUMN_CHUNK = 50_000
+
 #: What :meth:`SheetsReader.describe` needs of ``spreadsheets.get``: a partial response, without the
 #: merges, conditional formats, named ranges and the rest a whole spreadsheet's metadata holds.
 DESCRIBE_FIELDS = (
@@ -265,6 +268,7 @@ class SheetsReader:
             spreadsheet_id=spreadsheet_id,
             spreadsheet_title=meta.get("properties", {}).get("title", ""),
             time_zone=meta.get("properties", {}).get("timeZone", "Etc/UTC"),
+            locale=meta.get("properties", {}).get("locale", "en_US"),
             sheet_id=int(props.get("sheetId", 0)),
             title=props["title"],
             row_count=int(grid.get("rowCount", 0)),
@@ -305,17 +309,25 @@ class SheetsReader:
             )
         return props
 
-    def batch_get(self, spreadsheet_id: str, ranges: list[A1Range]) -> list[list[list[Any]]]:
-        """Fetch several ranges in one ``values:batchGet`` request; a missing ``values`` is ``[]``."""
+    def batch_get(
+        self, spreadsheet_id: str, ranges: list[A1Range], *, serial: bool = False, major: str = "ROWS"
+    ) -> list[list[list[Any]]]:
+        """
+        Fetch several ranges in one ``values:batchGet`` request; a missing ``values`` is ``[]``.
+
+        :param serial: ask for ``UNFORMATTED_VALUE`` with ``SERIAL_NUMBER`` date-times whatever
+            the reader's render options (cells as numbers, not as the locale shows them).
+        :param major: ``ROWS``, or ``COLUMNS`` (each value list is a column).
+        """
         response = self._call(
             "read values",
             spreadsheet_id,
             _batch_get,
             spreadsheetId=spreadsheet_id,
             ranges=[str(r) for r in ranges],
-            majorDimension="ROWS",
-            valueRenderOption=self.value_render_option,
-            dateTimeRenderOption=self.date_time_render_option,
+            majorDimension=major,
+            valueRenderOption="UNFORMATTED_VALUE" if serial else self.value_render_option,
+            dateTimeRenderOption="SERIAL_NUMBER" if serial else self.date_time_render_option,
             fields=VALUES_FIELDS,
         )
         value_ranges = response.get("valueRanges", [])
@@ -325,6 +337,22 @@ class SheetsReader:
                 + json.dumps([str(r) for r in ranges])
             )
         return [vr.get("values", []) for vr in value_ranges]
+
+    def column(
+        self, info: SheetInfo, col: int, first_row: int, last_row: int, chunk: int = COLUMN_CHUNK
+    ) -> Iterator[tuple[int, Any]]:
+        """
+        ``(row, cell)`` for the non-empty cells of column ``col`` (1-based) in rows ``first_row`` ..
+        ``last_row``, read as serial numbers (see :meth:`batch_get`), ``chunk`` rows a request.
+        """
+        for start in range(first_row, last_row + 1, chunk):
+            stop = min(start + chunk - 1, last_row)
+            (values,) = self.batch_get(
+                info.spreadsheet_id, [A1Range(info.title, col, start, col, stop)], serial=True, major="COLUMNS"
+            )
+            for offset, cell in enumerate(values[0] if values else []):
+                if cell not in ("", None):
+                    yield start + offset, cell
 
     def read(
         self,

@@ -21,6 +21,8 @@ class SheetInfo:
     row_count: int
     column_count: int
     tabs: tuple[str, ...]
+    #: ``properties.locale``: how the spreadsheet formats dates and numbers (``en_US``, ``en_GB``…)
+    locale: str = "en_US"
 
 
 @dataclass(frozen=True)

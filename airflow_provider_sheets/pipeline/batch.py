@@ -35,8 +35,9 @@ from airflow_provider_sheets.model.loop import LoopOptions, LoopResult
 from airflow_provider_sheets.model.mapping import RowMapper, RowMappingError
 from airflow_provider_sheets.model.plan import FULL_REFRESH, INCREMENTAL, PlanError, RunPlan, plan_run, transactional_id
 from airflow_provider_sheets.model.position import PositionFormatError, PositionOf, Watermark, default_watermark_key
-from airflow_provider_sheets.model.timestamps import IntervalSelector, TimestampError, sheet_zone
+from airflow_provider_sheets.model.timestamps import RowSelection
 from airflow_provider_sheets.pipeline.drift import on_drift
+from airflow_provider_sheets.pipeline.interval import select_interval, timestamp_column
 from airflow_provider_sheets.pipeline.progress import Checkpointer, Log, Progress
 from airflow_provider_sheets.pipeline.sinks import PreviewSink, PublishSink
 from airflow_provider_sheets.pipeline.summary import Summary
@@ -135,6 +136,7 @@ class BatchRun:
         except PlanError as err:
             raise SheetsConfigError(str(err)) from None
         self.store = ports.store(settings.watermark_key) if settings.watermark_key else None
+        self.selection: RowSelection | None = None  # a backfill's rows, once chosen
         self.lease: WatermarkLease | None = None
         self.publisher: Publisher | None = None
 
@@ -280,6 +282,8 @@ class BatchRun:
             store.key,
             before,
         )
+        if plan.interval is not None:
+            return self.read_interval(info, before)
         incremental = plan.mode == INCREMENTAL and previous is not None and previous.last_row > s.header_row
         check_row = previous.last_row if incremental and previous is not None else None
         header, pages = self.reader.read(
@@ -292,6 +296,41 @@ class BatchRun:
             if finding is not None and on_drift(s.on_drift, finding, self.drift_fix(store, after_row), self.log):
                 return self.republish(info, reading)
         return reading
+
+    def read_interval(self, info: SheetInfo, before: int) -> Reading:
+        """
+        A backfill: the header, then the timestamp column alone (as serial numbers) to choose the
+        rows in the interval, then the rows of their span only.
+        """
+        s, interval = self.settings, self.plan.interval
+        assert interval is not None
+        header, _ = self.reader.read(info, s.header_row, header_row=s.header_row, max_rows=0)
+        mapper = mapper_for(header, s.header_row, info, s.key_column, "header_row")
+        column = timestamp_column(info, mapper, s.timestamp_column, s.timestamp_format)
+        self.selection = select_interval(self.reader, info, column, s.header_row + 1, interval)
+        self.log.info(
+            "Backfill: %s rows of tab %r have a %r in the interval (locale %s, time zone %s).",
+            len(self.selection.rows),
+            info.title,
+            column.name,
+            info.locale,
+            column.zone.key,
+        )
+        span = self.selection.span
+        if span is None:
+            return Reading(before, s.header_row, mapper, iter(()))
+        first, last = span
+        count = last - first + 1 if s.max_rows is None else min(s.max_rows, last - first + 1)
+        header, pages = self.reader.read(
+            info, first - 1, page_size=s.page_size, header_row=s.header_row, max_rows=count
+        )
+        again = mapper_for(header, s.header_row, info, s.key_column, "header_row")
+        if again.fields != mapper.fields:
+            raise SheetsConfigError(
+                f"the header of tab {info.title!r} changed while this backfill read it; nothing was published. "
+                f"Run the backfill again."
+            )
+        return Reading(before, first - 1, again, pages)
 
     def drift_fix(self, store: WatermarkStore, after_row: int) -> str:
         return (
@@ -311,20 +350,6 @@ class BatchRun:
         mapper = mapper_for(header, s.header_row, info, s.key_column, "header_row")
         return Reading(reading.before, s.header_row, mapper, pages)
 
-    def selector(self, info: SheetInfo, mapper: RowMapper) -> IntervalSelector | None:
-        """For a backfill, the rows whose ``timestamp_column`` falls in the data interval."""
-        s, interval = self.settings, self.plan.interval
-        if interval is None:
-            return None
-        if s.timestamp_column not in mapper.fields:
-            raise SheetsConfigError(
-                f"timestamp_column {s.timestamp_column!r} is not a header of tab {info.title!r}; the headers "
-                f"are: {', '.join(repr(f) for f in mapper.fields)}. Backfills select rows by this column."
-            )
-        index = mapper.fields.index(s.timestamp_column)
-        zone = sheet_zone(info.time_zone)
-        return IntervalSelector(index, s.timestamp_column, zone, s.timestamp_format, *interval)
-
     # -- publish -----------------------------------------------------------------------------------
 
     def publish(self, info: SheetInfo, reading: Reading) -> tuple[PublishSink | PreviewSink, LoopResult]:
@@ -334,7 +359,7 @@ class BatchRun:
         sink: PublishSink | PreviewSink = PreviewSink(progress)
         if self.publisher is not None:
             sink = PublishSink(self.publisher, self.record_headers(info, mapper), progress, s.dead_letter_topic)
-        options = LoopOptions(self.selector(info, mapper), dead_letters=bool(s.dead_letter_topic))
+        options = LoopOptions(self.selection, dead_letters=bool(s.dead_letter_topic))
         switches = accel.Switches.from_env(forked=s.mapping_process)
         try:
             result = accel.publish_pages(reading.pages, mapper, sink, options, switches, self.reader)
@@ -343,8 +368,6 @@ class BatchRun:
                 f"row {err.row} cannot be mapped ({err.reason}); fix the row, or set dead_letter_topic to send such "
                 f"rows there with the reason in a header."
             ) from None
-        except TimestampError as err:
-            raise SheetsConfigError(f"{err}. Set timestamp_format to the sheet's format.") from None
         return sink, result
 
     def record_headers(self, info: SheetInfo, mapper: RowMapper) -> headers.RecordHeaders:

@@ -11,7 +11,6 @@ from airflow.sdk import BaseOperator
 from airflow_provider_sheets import accel
 from airflow_provider_sheets.hooks.sheets import SheetsConnection, SheetsReader
 from airflow_provider_sheets.model.checks import DRIFT_POLICIES
-from airflow_provider_sheets.model.timestamps import FORMS_TIMESTAMP_FORMAT
 from airflow_provider_sheets.pipeline.batch import BatchRun, Ports, RunContext
 from airflow_provider_sheets.settings import AT_LEAST_ONCE, DEFAULT_PAGE_SIZE, EXACTLY_ONCE, BatchSettings
 
@@ -78,9 +77,12 @@ class SheetToKafkaOperator(BaseOperator):
         last row at the end. Templated.
     :param start_row: publish from this row on; the watermark never moves backwards. Templated.
     :param max_rows: publish at most this many rows in one run (the next run continues). Templated.
-    :param timestamp_column: the header whose cells place a row in a backfill's data interval.
-    :param timestamp_format: ``strptime`` format of those cells, read in the spreadsheet's time zone
-        (serial numbers and ISO 8601 are accepted too).
+    :param timestamp_column: the header whose cells place a row in a backfill's data interval
+        (default ``Timestamp``, which also finds Forms' column in other languages: ``Horodateur``,
+        ``Zeitstempel``…). Its cells are read as serial date-times, in the spreadsheet's time zone,
+        whatever its locale shows.
+    :param timestamp_format: ``strptime`` format of cells in that column that hold *text*, not
+        date-times; default: a numeric date in the spreadsheet's locale's order, or ISO 8601.
     :param value_render_option: ``FORMATTED_VALUE`` (cells as the sheet shows them; default),
         ``UNFORMATTED_VALUE`` or ``FORMULA``.
     :param impersonation_chain: service account(s) to impersonate for the Sheets calls.
@@ -155,7 +157,7 @@ class SheetToKafkaOperator(BaseOperator):
         start_row: int | str | None = None,
         max_rows: int | str | None = None,
         timestamp_column: str = "Timestamp",
-        timestamp_format: str = FORMS_TIMESTAMP_FORMAT,
+        timestamp_format: str | None = None,
         value_render_option: str = "FORMATTED_VALUE",
         impersonation_chain: str | Sequence[str] | None = None,
         producer_config: dict[str, Any] | None = None,

@@ -68,6 +68,7 @@ class ListReader:
         title: str = TITLE,
         sheet_id: int = SHEET_ID,
         time_zone: str = "Etc/UTC",
+        locale: str = "en_US",
         journal: Journal | None = None,
     ) -> None:
         self.rows = rows
@@ -76,6 +77,7 @@ class ListReader:
         self.title = title
         self.sheet_id = sheet_id
         self.time_zone = time_zone
+        self.locale = locale
         self.journal = journal if journal is not None else Journal()
         self.requests = 0
         self.checked_row: list[Any] | None = None
@@ -114,6 +116,7 @@ class ListReader:
             row_count=self.row_count,
             column_count=self.column_count,
             tabs=(self.title,),
+            locale=self.locale,
         )
 
     def read(
@@ -140,6 +143,15 @@ class ListReader:
         end = info.row_count if max_rows is None else min(info.row_count, after_row + max_rows)
         self.checked_row = None if check_row is None else self.cells(check_row)
         return self.cells(header_row), self._pages(after_row + 1, end, page_size)
+
+    def column(self, info: SheetInfo, col: int, first_row: int, last_row: int) -> Iterator[tuple[int, Any]]:
+        """``(row, cell)`` for the non-empty cells of column ``col``, in one request (the cells as stored)."""
+        self.journal.append(("column", col, first_row, last_row))
+        self.requests += 1
+        for row in range(first_row, min(last_row, len(self.rows)) + 1):
+            cells = self.cells(row)
+            if col <= len(cells) and cells[col - 1] not in ("", None):
+                yield row, cells[col - 1]
 
     def _pages(self, start: int, end: int, page_size: int) -> Iterator[Page]:
         first = True

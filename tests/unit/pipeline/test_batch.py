@@ -625,10 +625,13 @@ def test_a_backfill_names_a_timestamp_it_cannot_read(mapping_process):
     h = Harness(sheet)
     with pytest.raises(SheetsConfigError) as info:
         h.run(backfill(), mapping_process=mapping_process)
-    assert str(info.value).startswith("row 5: 'yesterday' does not match the timestamp format '%m/%d/%Y %H:%M:%S'")
-    assert str(info.value).endswith(
-        "(column 'Timestamp', spreadsheet time zone Etc/UTC). Set timestamp_format to the sheet's format."
+    assert str(info.value) == (
+        "row 5: cell A5 ('Timestamp') cannot be placed in time: 'yesterday' is text that is not a date-time of "
+        "locale en_US, nor ISO 8601 (spreadsheet locale en_US, time zone Etc/UTC). Nothing was published. Format "
+        "the column as a date-time (Format > Number > Date time), clear the cell, or set timestamp_format to the "
+        "strptime format of the cells' text."
     )
+    assert h.publisher.sent == []
 
 
 def test_a_backfill_with_a_custom_timestamp_format():
