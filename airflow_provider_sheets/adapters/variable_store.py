@@ -72,7 +72,8 @@ def set_watermark(key: str, last_row: int, **fields: Any) -> Watermark:
     current = store.get()
     watermark = current or Watermark(last_row=last_row)
     watermark.last_row = last_row
-    watermark.last_row_hash = None  # the row behind the new position was not seen by a run
+    watermark.last_row_hash = None  # the rows behind the new position were not seen by a run
+    watermark.recent_rows = None
     for name, value in fields.items():
         setattr(watermark, name, value)
     return store.set(watermark)

@@ -178,6 +178,8 @@ class SheetsReader:
         self.requests = 0
         #: the cells of ``check_row`` from the last :meth:`read` (``[]`` when that row is empty)
         self.checked_row: list[Any] | None = None
+        #: ``(row, cells)`` of the ``check_rows`` rows ending at ``check_row`` from the last :meth:`read`
+        self.checked_rows: list[tuple[int, list[Any]]] = []
         self._prepared = False
         # one request at a time: the page prefetch thread and the caller share one HTTP client
         self._lock = threading.Lock()
@@ -362,6 +364,7 @@ class SheetsReader:
         header_row: int = 1,
         max_rows: int | None = None,
         check_row: int | None = None,
+        check_rows: int = 1,
     ) -> tuple[list[Any], Iterator[Page]]:
         """
         Return the header row and an iterator over pages of the rows after ``after_row``.
@@ -376,24 +379,32 @@ class SheetsReader:
         :param max_rows: read at most this many rows after ``after_row``.
         :param check_row: also fetch this row in the same request (the last published row, for
             drift detection); its cells are left in :attr:`checked_row`.
+        :param check_rows: fetch this many rows ending at ``check_row`` (not above the header), all
+            in :attr:`checked_rows` as ``(row, cells)``.
         """
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, got {page_size}")
         last_col = max(info.column_count, 1)
         end = info.row_count if max_rows is None else min(info.row_count, after_row + max_rows)
         ranges = [A1Range.rows(info.title, header_row, header_row, last_col)]
-        if check_row is not None and 1 <= check_row <= info.row_count:
-            ranges.append(A1Range.rows(info.title, check_row, check_row, last_col))
+        checking = check_row is not None and 1 <= check_row <= info.row_count
+        if check_row is not None and checking:
+            ranges.append(
+                A1Range.rows(info.title, max(header_row + 1, check_row - check_rows + 1, 1), check_row, last_col)
+            )
         start = after_row + 1
         first_end = min(start + page_size - 1, end)
         if start <= end:
             ranges.append(A1Range.rows(info.title, start, first_end, last_col))
         values = self.batch_get(info.spreadsheet_id, ranges)
         header = values[0][0] if values[0] else []
-        self.checked_row = None
+        self.checked_row, self.checked_rows = None, []
         if check_row is not None:
-            checked = values[1] if len(ranges) > 1 and ranges[1].start_row == check_row else []
-            self.checked_row = checked[0] if checked else []
+            if checking and ranges[1].start_row is not None:
+                top = ranges[1].start_row
+                self.checked_rows = [(top + i, cells) for i, cells in enumerate(values[1])]
+            cells_of = dict(self.checked_rows)
+            self.checked_row = cells_of.get(check_row, [])
         if start > end:
             return header, iter(())
         first = Page(start, first_end, values[-1], self.all_text(values[-1]))

@@ -8,11 +8,12 @@ sink the same calls in the same order, so both give byte-identical records (the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
-from airflow_provider_sheets.model.mapping import Record, RowMapper, RowMappingError
+from airflow_provider_sheets.model.mapping import Record, RowMapper, RowMappingError, fingerprint
+from airflow_provider_sheets.model.position import RECENT_ROWS
 from airflow_provider_sheets.model.sheet import Page
 
 #: Keeps a row or not, from its cells and row number (a backfill's interval).
@@ -60,6 +61,8 @@ class LoopResult:
     pages: int = 0
     widest: int = 0
     last_page: PageSpan | None = None
+    #: the fingerprints of the last :data:`~.position.RECENT_ROWS` records' values (row -> hash)
+    recent: dict[int, str] = field(default_factory=dict)
 
     @property
     def handled_row(self) -> int | None:
@@ -72,6 +75,7 @@ class LoopResult:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         span = self.last_page
         values["last_page"] = None if span is None else (span.first_row, span.last_row, span.returned)
+        values["recent"] = dict(self.recent)
         return values
 
     def update(self, values: dict[str, Any]) -> None:
@@ -136,6 +140,15 @@ def map_page(
                 result.first_row = records[0].row
             last = records[-1]
             result.last_row, result.last_value = last.row, last.value
+            remember(result.recent, records[-RECENT_ROWS:])
+
+
+def remember(recent: dict[int, str], records: list[Record]) -> None:
+    """Add the fingerprints of ``records`` (in row order, after those already in ``recent``), keeping the last ones."""
+    for record in records:
+        recent[record.row] = fingerprint([record.value])
+    for row in sorted(recent)[:-RECENT_ROWS]:
+        del recent[row]
 
 
 def hand_over(sink: Sink, records: list[Record], dead: list[tuple[RowMappingError, list[Any]]]) -> None:
@@ -169,3 +182,26 @@ def run_pages(
         err.result = result
         raise
     return result
+
+
+class Peeked(Iterator[Page]):
+    """Pages, with the rows of the first one looked at before it is handed on (a drift check)."""
+
+    def __init__(self, pages: Iterator[Page]) -> None:
+        self._pages = pages
+        self._first: Page | None = None
+        self._looked = False
+
+    def rows(self, count: int) -> list[tuple[int, list[Any]]]:
+        """``(row, cells)`` of the first page's first ``count`` rows (fetching that page if need be)."""
+        if not self._looked:
+            self._first, self._looked = next(self._pages, None), True
+        page = self._first
+        return [] if page is None else [(page.first_row + i, cells) for i, cells in enumerate(page.rows[:count])]
+
+    def __next__(self) -> Page:
+        if self._looked and self._first is not None:
+            page, self._first = self._first, None
+            return page
+        self._looked = True
+        return next(self._pages)

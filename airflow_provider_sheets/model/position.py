@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,6 +17,10 @@ from airflow_provider_sheets.model.mapping import RowMapper, fingerprint
 from airflow_provider_sheets.model.sheet import SheetInfo
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+#: How many of the last published rows a position keeps the fingerprints of: enough to tell a row
+#: edited in place from rows deleted or inserted above it (a shift of up to this many rows less one).
+RECENT_ROWS = 16
 
 
 class PositionFormatError(ValueError):
@@ -53,10 +58,20 @@ class Watermark:
     updated_at: str = ""
     dag_id: str | None = None
     run_id: str | None = None
+    #: ``[row, hash]`` of the last published rows' records (up to :data:`RECENT_ROWS`, ending at ``last_row``)
+    recent_rows: list[list[Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+
+    def recent(self) -> dict[int, str]:
+        """The fingerprints of the last published rows (row -> hash); the last row's alone in an older position."""
+        pairs = self.recent_rows or []
+        found = {int(row): str(digest) for row, digest in pairs if isinstance(row, int) and isinstance(digest, str)}
+        if not found and self.last_row_hash:
+            found[self.last_row] = self.last_row_hash
+        return found
 
     @classmethod
     def after(
@@ -67,13 +82,21 @@ class Watermark:
         mapper: RowMapper | None,
         row: int,
         value: bytes,
+        recent: Mapping[int, str] | None = None,
         **extra: Any,
     ) -> Watermark:
-        """The position after ``row`` (whose record value was ``value``), with the hashes drift checks need."""
+        """
+        The position after ``row`` (whose record value was ``value``), with the hashes drift checks
+        need: ``recent``, the fingerprints of the last published rows (those up to :data:`RECENT_ROWS`
+        rows before ``row`` are kept); without ``value``, the last row's hash is taken from them.
+        """
+        kept = sorted((r, h) for r, h in (recent or {}).items() if row - RECENT_ROWS < r <= row)
+        last_hash = fingerprint([value]) if value else dict(kept).get(row)
         fields: dict[str, Any] = {
             "header_hash": mapper.header_hash if mapper else None,
             "fields": list(mapper.fields) if mapper else None,
-            "last_row_hash": fingerprint([value]) if value else None,
+            "last_row_hash": last_hash,
+            "recent_rows": [[r, h] for r, h in kept] or None,
             **extra,
         }
         return cls(
@@ -122,6 +145,8 @@ class PositionOf:
     mapper: RowMapper | None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def at(self, row: int, value: bytes) -> Watermark:
-        """The position after ``row``, whose record value was ``value``."""
-        return Watermark.after(self.spreadsheet_id, self.info, self.topic, self.mapper, row, value, **self.extra)
+    def at(self, row: int, value: bytes, recent: Mapping[int, str] | None = None) -> Watermark:
+        """The position after ``row``, whose record value was ``value`` (``recent``: see :meth:`Watermark.after`)."""
+        return Watermark.after(
+            self.spreadsheet_id, self.info, self.topic, self.mapper, row, value, recent, **self.extra
+        )

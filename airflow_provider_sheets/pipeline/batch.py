@@ -9,6 +9,7 @@ states the delivery semantics; the operator only turns its Airflow context into 
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -31,10 +32,16 @@ from airflow_provider_sheets.errors import (
 )
 from airflow_provider_sheets.hooks.sheets import Page, SheetInfo, SheetsReader
 from airflow_provider_sheets.model import checks, headers
-from airflow_provider_sheets.model.loop import LoopOptions, LoopResult
+from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, Peeked
 from airflow_provider_sheets.model.mapping import RowMapper, RowMappingError
 from airflow_provider_sheets.model.plan import FULL_REFRESH, INCREMENTAL, PlanError, RunPlan, plan_run, transactional_id
-from airflow_provider_sheets.model.position import PositionFormatError, PositionOf, Watermark, default_watermark_key
+from airflow_provider_sheets.model.position import (
+    RECENT_ROWS,
+    PositionFormatError,
+    PositionOf,
+    Watermark,
+    default_watermark_key,
+)
 from airflow_provider_sheets.model.timestamps import RowSelection
 from airflow_provider_sheets.pipeline.drift import on_drift
 from airflow_provider_sheets.pipeline.interval import select_interval, timestamp_column
@@ -136,7 +143,12 @@ class BatchRun:
         except PlanError as err:
             raise SheetsConfigError(str(err)) from None
         self.store = ports.store(settings.watermark_key) if settings.watermark_key else None
-        self.selection: RowSelection | None = None  # a backfill's rows, once chosen
+        #: the rows to publish, when not every one read: a backfill's, or edits and the new rows
+        self.selection: RowSelection | checks.EditedAndNew | None = None
+        #: an incremental run's fingerprints of the rows before it that stay as they were
+        self.kept_recent: dict[int, str] = {}
+        #: rows at or before the watermark were edited or cleared: it is written again, with their fingerprints
+        self.amended = False
         self.lease: WatermarkLease | None = None
         self.publisher: Publisher | None = None
 
@@ -287,15 +299,79 @@ class BatchRun:
         incremental = plan.mode == INCREMENTAL and previous is not None and previous.last_row > s.header_row
         check_row = previous.last_row if incremental and previous is not None else None
         header, pages = self.reader.read(
-            info, after_row, page_size=s.page_size, header_row=s.header_row, max_rows=s.max_rows, check_row=check_row
+            info,
+            after_row,
+            page_size=s.page_size,
+            header_row=s.header_row,
+            max_rows=s.max_rows,
+            check_row=check_row,
+            check_rows=RECENT_ROWS,
         )
         mapper = mapper_for(header, s.header_row, info, s.key_column, "header_row")
         reading = Reading(before, after_row, mapper, pages)
         if check_row is not None and previous is not None:
-            finding = checks.drift(previous, reading.mapper, self.reader.checked_row or [], info.title)
-            if finding is not None and on_drift(s.on_drift, finding, self.drift_fix(store, after_row), self.log):
-                return self.republish(info, reading)
+            return self.check(info, store, previous, reading)
         return reading
+
+    def check(self, info: SheetInfo, store: WatermarkStore, previous: Watermark, reading: Reading) -> Reading:
+        """
+        Compare the tab with the watermark: a column added at the right and rows edited in place are
+        benign (the edits are published again, first); a header changed otherwise, or rows deleted or
+        inserted above the watermark, are a drift for ``on_drift``.
+        """
+        s, fix = self.settings, self.drift_fix(store, reading.after_row)
+        compare = checks.comparison(previous, reading.mapper, info.title)
+        if compare.added:
+            self.log.info(
+                "Tab %r gained %s at the right since the last run: records carry the new field(s) from now on.",
+                info.title,
+                ", ".join(repr(name) for name in compare.added),
+            )
+        if compare.drift is not None:
+            return self.republish(info, reading) if on_drift(s.on_drift, compare.drift, fix, self.log) else reading
+        reading.pages = peeked = Peeked(reading.pages)
+        now = compare.hashes([*self.reader.checked_rows, *peeked.rows(RECENT_ROWS)])
+        rows = checks.recent_change(previous.recent(), now, previous.last_row, info.title)
+        if rows.drift is not None:
+            if on_drift(s.on_drift, rows.drift, fix, self.log):
+                return self.republish(info, reading)
+            return self.follow(info, reading, previous.last_row + rows.shift) if rows.shift else reading
+        # the rows that stay as they were, fingerprinted as the header is now (it may have gained columns)
+        current = checks.hashes(reading.mapper, self.reader.checked_rows)
+        changed = rows.edited + rows.cleared
+        self.kept_recent = {r: current[r] for r in previous.recent() if r not in changed and r in current}
+        self.amended = bool(rows.edited or rows.cleared)
+        if rows.cleared:
+            self.log.warning(
+                "Row(s) %s of tab %r were cleared since they were published: nothing to publish for them (a "
+                "reconcile run sends their tombstones).",
+                ", ".join(map(str, rows.cleared)),
+                info.title,
+            )
+        if not rows.edited:
+            return reading
+        self.log.warning(
+            "Row(s) %s of tab %r were edited since they were published: publishing them again (same keys) "
+            "before the new rows.",
+            ", ".join(map(str, rows.edited)),
+            info.title,
+        )
+        first = min(rows.edited)
+        cells = dict(self.reader.checked_rows)
+        edits = Page(first, previous.last_row, [cells.get(row, []) for row in range(first, previous.last_row + 1)])
+        self.selection = checks.EditedAndNew(frozenset(rows.edited), previous.last_row)
+        return Reading(reading.before, first - 1, reading.mapper, itertools.chain([edits], reading.pages))
+
+    def follow(self, info: SheetInfo, reading: Reading, after_row: int) -> Reading:
+        """``on_drift='continue'`` after rows moved: read on after where the last published row is now."""
+        s = self.settings
+        self.log.warning("Reading on after row %s, where the last published row is now.", after_row)
+        header, pages = self.reader.read(
+            info, after_row, page_size=s.page_size, header_row=s.header_row, max_rows=s.max_rows
+        )
+        return Reading(
+            reading.before, after_row, mapper_for(header, s.header_row, info, s.key_column, "header_row"), pages
+        )
 
     def read_interval(self, info: SheetInfo, before: int) -> Reading:
         """
@@ -402,11 +478,14 @@ class BatchRun:
         s, plan = self.settings, self.plan
         watermark = None
         row = result.handled_row
+        if self.amended:  # edits published again (or rows cleared): the watermark keeps their new fingerprints
+            row = max(row or 0, reading.before)
         if plan.moves_watermark and row is not None:
             # past dead letters too (they are in the dead-letter topic); the hash is of the last record's
             # value, or none when the last row handled is a dead letter (no drift check of that row)
             value = result.last_value if row == result.last_row else b""
-            watermark = self.position_of(info, reading.mapper).at(row, value)
+            recent = {**self.kept_recent, **result.recent}
+            watermark = self.position_of(info, reading.mapper).at(row, value, recent)
         published = 0
         if isinstance(sink, PublishSink):
             if watermark is not None and s.delivery == EXACTLY_ONCE:

@@ -56,7 +56,7 @@ class Checkpointer:
         current = self.store.get()
         if current is not None and current.last_row >= row:
             return
-        self.store.set(self.position.at(row, result.last_value))
+        self.store.set(self.position.at(row, result.last_value, result.recent))
         self.done = row
         self.log.info("Checkpoint: every row up to %s is acknowledged; watermark moved there.", row)
 

@@ -47,9 +47,9 @@ from airflow_provider_sheets.errors import (
 )
 from airflow_provider_sheets.hooks.sheets import SheetInfo, SheetsConnection, SheetsReader
 from airflow_provider_sheets.model import checks, headers
-from airflow_provider_sheets.model.loop import LoopOptions, LoopResult
+from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, Peeked
 from airflow_provider_sheets.model.mapping import RowMapper, RowMappingError, fingerprint
-from airflow_provider_sheets.model.position import PositionOf, position_key
+from airflow_provider_sheets.model.position import RECENT_ROWS, PositionOf, position_key
 from airflow_provider_sheets.model.sheet import RENDER_OPTIONS
 from airflow_provider_sheets.pipeline.drift import on_drift as apply_drift_policy
 from airflow_provider_sheets.pipeline.sinks import PublishSink
@@ -455,12 +455,13 @@ class SheetStream:
         scan = self._gap_pending and polled_at - self._last_gap_scan >= self._gap_interval
         # the last row published comes back in the same request, to check that it did not move
         check_row = self._after_row if self._last_row_hash and self._after_row > self.header_row else None
-        info, header, pages = self._read(info, described, None if scan else self.page_size, check_row)
+        info, header, read = self._read(info, described, None if scan else self.page_size, check_row)
+        pages = Peeked(read)
         header_before = self._header_hash
         mapper = self._mapper(header, info)
         # (after a header change the row maps to other field names: that change is logged instead)
-        same_header = header_before == mapper.header_hash
-        if check_row is not None and self._last_row_hash and same_header and self._check_drift(mapper, check_row, info):
+        checking = check_row is not None and self._last_row_hash and header_before == mapper.header_hash
+        if checking and check_row is not None and self._check_drift(mapper, check_row, info, pages):
             return True
         result = self._publish(info, mapper, pages)
         self._after_batch(info, max(len(header), result.widest), result, scan, polled_at)
@@ -480,6 +481,7 @@ class SheetStream:
             header_row=self.header_row,
             max_rows=max_rows,
             check_row=check_row,
+            check_rows=RECENT_ROWS,
         )
         try:
             header, pages = read(info, self._after_row)
@@ -539,29 +541,42 @@ class SheetStream:
         elif last_page is not None and not last_page.returned and last_page.last_row < info.row_count:
             self._gap_pending = True
 
-    def _check_drift(self, mapper: RowMapper, row: int, info: SheetInfo) -> bool:
+    def _check_drift(self, mapper: RowMapper, row: int, info: SheetInfo, pages: Peeked) -> bool:
         """
-        Apply ``on_drift`` when the last row published changed.
+        Compare the last row published with the rows at and after it now: an edit is published again
+        (benign); rows deleted or inserted above it are a drift for ``on_drift``.
 
-        :return: whether the tab is to be published again from the header row (``republish``).
+        :return: whether to poll again at once (from another row: the edit, the shifted rows, or the header).
         """
-        finding = checks.row_change(
-            mapper, row, self.reader.checked_row or [], self._last_row_hash or "", info.title, "position"
-        )
-        if finding is None:
+        now = checks.hashes(mapper, [*self.reader.checked_rows, *pages.rows(RECENT_ROWS)])
+        rows = checks.recent_change({row: self._last_row_hash or ""}, now, row, info.title, "position")
+        if rows.drift is None:
+            if rows.edited or rows.cleared:
+                log.warning(
+                    "Row %s of tab %r, the last row published, was %s since: %s.",
+                    row,
+                    info.title,
+                    "edited" if rows.edited else "cleared",
+                    "publishing it again (same key)" if rows.edited else "nothing to publish for it",
+                )
+                self._last_row_hash = None  # no check of the row before it: it was not the last one published
+                if rows.edited:
+                    self._after_row = row - 1
+                    return True
             return False
         fix = (
             f"Nothing more was published; the position {self.key!r} in {self.position_topic!r} stays at row {row}. "
-            f"To proceed: check the topic, then restart with --on-drift continue (publish the rows after row {row} "
-            f"as they are now) or --on-drift republish (publish every row again), or produce a tombstone for that "
+            f"To proceed: check the topic, then restart with --on-drift continue (publish the rows after where row "
+            f"{row} is now) or --on-drift republish (publish every row again), or produce a tombstone for that "
             f"key to stream the tab from the start."
         )
-        if apply_drift_policy(self.on_drift, finding, fix, log):
+        if apply_drift_policy(self.on_drift, rows.drift, fix, log):
             self._after_row, self._last_value, self._last_row_hash = self.header_row, b"", None
             self._position_dirty = True
             return True
-        self._last_row_hash = checks.row_hash(mapper, row, self.reader.checked_row or [])
-        return False
+        self._after_row, self._last_row_hash = row + rows.shift, None
+        self._position_dirty = True
+        return True
 
     def _mapper(self, header: list[Any], info: SheetInfo) -> RowMapper:
         mapper = mapper_for(header, self.header_row, info, self.key_column, "--header-row")

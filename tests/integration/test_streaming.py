@@ -266,22 +266,47 @@ def test_rows_changed_above_the_position_stop_the_runner_until_told_to_continue(
             stopped.process.kill()
     errors = [line for line in stopped.log.splitlines() if line.startswith("sheets-to-kafka: error:")]
     assert len(errors) == 1, stopped.log[-3000:]
-    assert "row 21 of tab" in errors[0]
-    assert "holds different cells" in errors[0]
-    assert "rows above the position were inserted, deleted or edited" in errors[0]
+    assert (
+        "1 row was deleted above the position of tab 'Form Responses 1': the last row already published, row 21, is "
+        "now row 20"
+    ) in errors[0]
     assert "--on-drift continue" in errors[0]
     assert len(consume_all(broker.bootstrap_servers, topic)) == 20, "nothing published after the drift"
 
     resumed = Runner(tmp_path / "continue.log", *args, "--on-drift", "continue")
     try:
         resumed.wait_streaming()
-        messages = consume_all(broker.bootstrap_servers, topic, expected=22)
+        messages = consume_all(broker.bootstrap_servers, topic, expected=23)
         assert resumed.stop() == 0, resumed.log[-3000:]
     finally:
         if resumed.process.poll() is None:
             resumed.process.kill()
-    assert sorted(_rows(messages)) == list(range(2, 24)), "rows 22 and 23 as they are now, once each"
+    # continue reads on after row 20, where the last published row is now: the response that moved into
+    # row 21 is not skipped, and rows 22 and 23 go once each
+    assert sorted(_rows(messages).elements()) == sorted([*range(2, 22), 21, 22, 23])
     assert "on_drift='continue'" in resumed.log
+
+
+def test_an_edited_last_row_is_published_again_while_streaming(tmp_path, broker, sheets_server, topic):
+    """A respondent edits the last response while the runner streams: the edit goes again, same key, no halt."""
+    sid = _new_sheet(sheets_server, 5)
+    runner = Runner(tmp_path / "edit.log", *_runner_args(sid, topic, broker, sheets_server))
+    try:
+        runner.wait_streaming()
+        assert len(consume_all(broker.bootstrap_servers, topic, expected=5)) == 5
+        sheets_server.set_cell(sid, FORMS_TAB, 6, 2, "Edited Name")
+        messages = consume_all(broker.bootstrap_servers, topic, expected=6)
+        _append(sheets_server, sid, 1, start=5)
+        messages = consume_all(broker.bootstrap_servers, topic, expected=7)
+        assert runner.process.poll() is None, runner.log[-3000:]
+        assert runner.stop() == 0, runner.log[-3000:]
+    finally:
+        if runner.process.poll() is None:
+            runner.process.kill()
+    assert sorted(_rows(messages).elements()) == [2, 3, 4, 5, 6, 6, 7]
+    last_six = max((m for m in messages if m.row == 6), key=lambda m: m.offset)
+    assert last_six.value["Name"] == "Edited Name"
+    assert "was edited since: publishing it again (same key)" in runner.log
 
 
 def test_on_drift_republish_publishes_the_tab_again_as_it_is_now(tmp_path, broker, sheets_server, topic):
@@ -318,7 +343,10 @@ def test_on_drift_republish_publishes_the_tab_again_as_it_is_now(tmp_path, broke
         str(row): {name: cells[i] if i < len(cells) else None for i, name in enumerate(header)}
         for row, cells in enumerate(data, start=2)
     }, "a consumer keeping the latest value per key holds the tab as it is now"
-    assert "row 11 of tab 'Form Responses 1', the last row already published, holds different cells" in republished.log
+    assert (
+        "1 row was deleted above the position of tab 'Form Responses 1': the last row already published, row 11, is "
+        "now row 10"
+    ) in republished.log
     assert "on_drift='republish'" in republished.log
     assert _positions(broker.bootstrap_servers, f"{topic}.position")[-1][1]["last_row"] == 12
 

@@ -88,27 +88,22 @@ def test_row_hash_matches_what_a_position_keeps():
 @pytest.mark.parametrize(
     ("now", "state"),
     [
-        (["t", "Ann", "a@x"], None),
+        (["t", "Ann", "a@x"], "same"),
         # a cell past the header is a column_D field, even blank (the API drops trailing blanks)
-        (["t", "Ann", "a@x", ""], "holds different cells"),
-        (["t", "Ann", "b@x"], "holds different cells"),
-        (["t", "Ann"], "holds different cells"),
-        (["t", "Ann", "a@x", "more"], "holds different cells"),
-        ([], "is now empty"),
-        (["", "", ""], "is now empty"),
+        (["t", "Ann", "a@x", ""], "different"),
+        (["t", "Ann", "b@x"], "different"),
+        (["t", "Ann"], "different"),
+        (["t", "Ann", "a@x", "more"], "different"),
+        ([], "empty"),
+        (["", "", ""], "empty"),
     ],
 )
-@pytest.mark.parametrize("mark", ["watermark", "position"])
-def test_row_change(now, state, mark):
+def test_hashes_of_the_rows_now(now, state):
     expected = written_after(HEADER, 6, ["t", "Ann", "a@x"]).last_row_hash
-    finding = checks.row_change(RowMapper(HEADER), 6, now, expected, "Tab", mark=mark)
-    if state is None:
-        assert finding is None
-        return
-    assert finding == (
-        f"row 6 of tab 'Tab', the last row already published, {state}: rows above the {mark} were inserted, "
-        "deleted or edited, so the rows after it may be shifted."
-    )
+    found = checks.hashes(RowMapper(HEADER), [(6, now)])
+    assert {"same": found == {6: expected}, "different": 6 in found and found[6] != expected, "empty": found == {}}[
+        state
+    ]
 
 
 @pytest.mark.parametrize(
@@ -116,13 +111,15 @@ def test_row_change(now, state, mark):
     [
         pytest.param(HEADER, HEADER, None, id="same"),
         pytest.param(HEADER, [" Timestamp ", "Name", "Email"], None, id="same-after-strip"),
-        pytest.param(HEADER, [*HEADER, "Phone"], "added 'Phone'", id="added"),
+        pytest.param(HEADER, [*HEADER, "Phone"], None, id="added-at-the-right-is-additive"),
+        pytest.param(HEADER, ["Timestamp", "Phone", "Name", "Email"], "added 'Phone'", id="inserted-in-the-middle"),
         pytest.param(HEADER, ["Timestamp", "Email"], "removed or renamed 'Name'", id="removed"),
         pytest.param(
             HEADER, ["Timestamp", "Full name", "Email"], "added 'Full name'; removed or renamed 'Name'", id="renamed"
         ),
         pytest.param(HEADER, ["Email", "Timestamp", "Name"], "same names in another order", id="reordered"),
-        pytest.param(["Q", "Q"], ["Q", "Q", "Q"], "added 'Q_3'", id="one-more-duplicate"),
+        pytest.param(["Q", "Q"], ["Q", "Q", "Q"], None, id="one-more-duplicate-at-the-right"),
+        pytest.param(["Q", "Q"], ["P", "Q", "Q"], "added 'P'", id="one-more-at-the-left"),
     ],
 )
 def test_header_change(before, now, detail):
@@ -154,31 +151,113 @@ LAST = ["t", "Ann", "a@x"]
 
 
 @pytest.mark.parametrize(
-    ("header", "cells", "starts_with"),
+    ("header", "drift"),
     [
-        pytest.param(HEADER, LAST, None, id="nothing-changed"),
-        pytest.param([*HEADER, "Phone"], LAST, "the header row", id="header-only"),
-        pytest.param(HEADER, ["t", "Bob", "b@x"], "row 6 of tab", id="last-row-only"),
-        pytest.param([*HEADER, "Phone"], ["t", "Bob"], "the header row", id="both: the header wins"),
-        pytest.param(HEADER, [], "row 6 of tab", id="last-row-emptied"),
+        pytest.param(HEADER, None, id="same"),
+        pytest.param([*HEADER, "Phone"], None, id="added-at-the-right"),
+        pytest.param(["Timestamp", "Full name", "Email"], "the header row", id="renamed"),
     ],
 )
-def test_drift(header, cells, starts_with):
-    previous = written_after(HEADER, 6, LAST)
-    finding = checks.drift(previous, RowMapper(header), cells, "Tab")
-    if starts_with is None:
-        assert finding is None
-    else:
-        assert finding is not None
-        assert finding.startswith(starts_with)
+def test_comparison_finds_a_header_drift(header, drift):
+    compare = checks.comparison(written_after(HEADER, 6, LAST), RowMapper(header), "Tab")
+    assert (compare.drift or "").startswith(drift or "")
+    assert (compare.drift is None) is (drift is None)
 
 
-def test_drift_without_a_last_row_hash_checks_the_header_only():
+def test_a_watermark_without_row_hashes_checks_the_header_only():
     previous = written_after(HEADER, 6, LAST)
     previous.last_row_hash = None  # e.g. set by hand with the watermark tools
-    assert checks.drift(previous, RowMapper(HEADER), ["anything"], "Tab") is None
-    assert checks.drift(previous, RowMapper(["other"]), ["anything"], "Tab") is not None
+    previous.recent_rows = None
+    assert previous.recent() == {}
+    assert checks.recent_change(previous.recent(), {6: "anything"}, 6, "Tab") == checks.RowsFinding()
 
 
 def test_drift_policies():
     assert checks.DRIFT_POLICIES == ("fail", "continue", "republish")
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "added"),
+    [
+        pytest.param(HEADER, HEADER, None, id="same"),
+        pytest.param(HEADER, [*HEADER, "Status"], ["Status"], id="one-at-the-right"),
+        pytest.param(HEADER, [*HEADER, "Status", "", "Handled by"], ["Status", "column_E", "Handled by"], id="several"),
+        pytest.param(HEADER, ["Timestamp", "Status", "Name", "Email"], None, id="in-the-middle"),
+        pytest.param(HEADER, ["Timestamp", "Name"], None, id="removed"),
+        pytest.param(HEADER, ["Timestamp", "Name", "E-mail", "Status"], None, id="renamed-and-added"),
+    ],
+)
+def test_added_fields(before, now, added):
+    assert checks.added_fields(written_after(before, 5, ["x"]), RowMapper(now)) == added
+
+
+def test_a_comparison_after_an_added_column_fingerprints_the_old_columns_only():
+    previous = written_after(HEADER, 6, ["t", "Ann", "a@x"])
+    compare = checks.comparison(previous, RowMapper([*HEADER, "Status"]), "Tab")
+    assert (compare.added, compare.drift, compare.width) == (("Status",), None, 3)
+    # the helper column filled in for the published row does not make it look edited
+    assert compare.hashes([(6, ["t", "Ann", "a@x", "done"])]) == {6: previous.last_row_hash}
+
+
+def _h(text: str) -> str:
+    return f"h-{text}"
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        pytest.param({r: _h(str(r)) for r in range(5, 13)}, checks.RowsFinding(), id="unchanged"),
+        pytest.param(
+            {**{r: _h(str(r)) for r in range(5, 13)}, 10: _h("edited")},
+            checks.RowsFinding(edited=(10,)),
+            id="last-edited",
+        ),
+        pytest.param(
+            {**{r: _h(str(r)) for r in range(5, 13)}, 7: _h("x"), 9: _h("y")},
+            checks.RowsFinding(edited=(7, 9)),
+            id="two-edited",
+        ),
+        pytest.param(
+            {r: _h(str(r)) for r in range(5, 13) if r != 10}, checks.RowsFinding(cleared=(10,)), id="last-cleared"
+        ),
+        # row 6 deleted: rows 7.. moved up by one (10 is now 9, and 11, the first new row, is now 10)
+        pytest.param({r - 1: _h(str(r)) for r in range(7, 13)} | {5: _h("5")}, -1, id="one-deleted-above"),
+        pytest.param({r - 3: _h(str(r)) for r in range(8, 14)}, -3, id="three-deleted-above"),
+        pytest.param({r + 2: _h(str(r)) for r in range(5, 13)} | {5: _h("new"), 6: _h("new2")}, 2, id="two-inserted"),
+        pytest.param({r: _h("other") for r in range(5, 13)}, checks.RowsFinding(edited=(7, 8, 9, 10)), id="rewritten"),
+    ],
+)
+def test_recent_change_tells_an_edit_from_a_shift(now, expected):
+    old = {r: _h(str(r)) for r in range(7, 11)}  # rows 7..10 published; 10 is the watermark
+    finding = checks.recent_change(old, now, 10, "Tab")
+    if isinstance(expected, int):
+        assert finding.shift == expected
+        assert finding.edited == finding.cleared == ()
+        word = "deleted" if expected < 0 else "inserted"
+        assert finding.drift is not None
+        assert f"were {word} above the watermark of tab 'Tab'" in finding.drift or f"was {word}" in finding.drift
+        assert f"row 10, is now row {10 + expected}" in finding.drift
+    else:
+        assert finding == expected
+
+
+def test_recent_change_with_only_the_last_rows_hash_of_an_older_watermark():
+    old = {10: _h("10")}
+    assert checks.recent_change(old, {9: _h("9"), 10: _h("new")}, 10, "Tab") == checks.RowsFinding(edited=(10,))
+    moved = checks.recent_change(old, {9: _h("10"), 10: _h("11")}, 10, "Tab")
+    assert moved.shift == -1
+    assert moved.drift == (
+        "1 row was deleted above the watermark of tab 'Tab': the last row already published, row 10, is now row 9, "
+        "and every row after it moved up by 1."
+    )
+
+
+def test_edited_and_new_selects_the_edits_and_what_follows_the_watermark():
+    select = checks.EditedAndNew(frozenset({7}), 10)
+    assert [row for row in range(5, 14) if select([], row)] == [7, 11, 12, 13]
+
+
+def test_a_ragged_row_whose_helper_cell_is_filled_fingerprints_as_before():
+    previous = written_after(HEADER, 6, ["t", "Ann"])  # no Email: the API dropped the blank cell
+    compare = checks.comparison(previous, RowMapper([*HEADER, "Status"]), "Tab")
+    assert compare.hashes([(6, ["t", "Ann", "", "done"])]) == {6: previous.last_row_hash}

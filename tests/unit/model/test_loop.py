@@ -7,7 +7,8 @@ import json
 import pytest
 
 from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, PageSpan, map_page, run_pages
-from airflow_provider_sheets.model.mapping import Record, RowMapper, RowMappingError
+from airflow_provider_sheets.model.mapping import Record, RowMapper, RowMappingError, fingerprint
+from airflow_provider_sheets.model.position import RECENT_ROWS
 from airflow_provider_sheets.model.sheet import Page
 
 HEADER = ["id", "name"]
@@ -175,6 +176,7 @@ def test_a_result_passed_in_is_the_one_updated():
         LoopResult(),
         LoopResult(2, 9, b'{"a":1}', 7, 6, 1, 3, 4, PageSpan(8, 12, 2)),
         LoopResult(last_page=PageSpan(2, 2, 0)),
+        LoopResult(recent={7: "ab", 9: "cd"}),
     ],
 )
 def test_as_dict_and_update_round_trip(result):
@@ -197,7 +199,19 @@ def test_as_dict_names_every_field():
         "pages",
         "widest",
         "last_page",
+        "recent",
     }
+
+
+def test_the_result_keeps_the_fingerprints_of_the_last_records_only():
+    mapper = RowMapper(["a"])
+    result = LoopResult()
+    rows = [[str(n)] for n in range(2, 42)]
+    for first in range(2, 42, 10):
+        records: list = []
+        map_page(Page(first, first + 9, rows[first - 2 : first + 8]), mapper, result, records, [])
+    assert sorted(result.recent) == list(range(42 - RECENT_ROWS, 42))
+    assert result.recent[41] == fingerprint([b'{"a":"41"}'])
 
 
 def test_update_takes_a_subset():

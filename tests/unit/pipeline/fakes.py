@@ -81,6 +81,7 @@ class ListReader:
         self.journal = journal if journal is not None else Journal()
         self.requests = 0
         self.checked_row: list[Any] | None = None
+        self.checked_rows: list[tuple[int, list[Any]]] = []
         #: the arguments of each read(), as keywords
         self.reads: list[dict[str, Any]] = []
         #: what accel.ReaderInChild looks at in a forked child (no Google client here)
@@ -127,6 +128,7 @@ class ListReader:
         header_row: int = 1,
         max_rows: int | None = None,
         check_row: int | None = None,
+        check_rows: int = 1,
     ) -> tuple[list[Any], Iterator[Page]]:
         """The header and the pages after ``after_row``: one request now, one per later page when fetched."""
         self.reads.append(
@@ -142,6 +144,10 @@ class ListReader:
         self.requests += 1
         end = info.row_count if max_rows is None else min(info.row_count, after_row + max_rows)
         self.checked_row = None if check_row is None else self.cells(check_row)
+        self.checked_rows = []
+        if check_row is not None:
+            top = max(header_row + 1, check_row - check_rows + 1)
+            self.checked_rows = [(row, self.cells(row)) for row in range(top, check_row + 1)]
         return self.cells(header_row), self._pages(after_row + 1, end, page_size)
 
     def column(self, info: SheetInfo, col: int, first_row: int, last_row: int) -> Iterator[tuple[int, Any]]:
