@@ -110,8 +110,21 @@ def _kafka_arguments(kafka: argparse._ArgumentGroup) -> None:
         "--on-drift",
         choices=DRIFT_POLICIES,
         default="fail",
-        help="when the last row already published changed (rows inserted, deleted or edited above the position): "
-        "stop (default), publish the rows after the position as they are now, or publish every row again",
+        help="when rows above the position were deleted or inserted (an edit of the last row is published again): "
+        "stop (default), read on after where the last published row is now, publish every row again, or "
+        "reconcile (needs --fingerprint-topic)",
+    )
+    kafka.add_argument(
+        "--fingerprint-topic",
+        metavar="TOPIC",
+        help="a compacted topic where every record's key and value hash are written: what --reconcile compares "
+        "the tab with",
+    )
+    kafka.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="start with a reconcile pass: publish what makes the topic match the tab (changed and new rows, "
+        "tombstones of rows gone, each with a sheets.change header), then stream on",
     )
 
 
@@ -246,21 +259,12 @@ def check_stream_args(args: argparse.Namespace) -> None:
         raise UsageError(str(err)) from None
 
 
-def stream_command(args: argparse.Namespace) -> int:
-    check_stream_args(args)
-    google, kafka = google_connection(args), kafka_connection(args)
-    define_connection(GCP_CONN_ID, google)
-    define_connection(KAFKA_CONN_ID, kafka)
-    if args.log_level:
-        os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = args.log_level
-
-    from google.auth.exceptions import GoogleAuthError
-
-    from airflow_provider_sheets.errors import SheetsConfigError, SheetsToKafkaError
+def _stream(args: argparse.Namespace) -> Any:
+    """The stream runner the arguments describe (its own checks may refuse them: :class:`SheetsConfigError`)."""
     from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE
     from airflow_provider_sheets.streaming import SheetStream
 
-    stream = SheetStream(
+    return SheetStream(
         args.spreadsheet_id,
         args.topic,
         sheet_name=args.sheet_name,
@@ -280,7 +284,27 @@ def stream_command(args: argparse.Namespace) -> int:
         flush_timeout=args.flush_timeout,
         on_drift=args.on_drift,
         sheets_quota_per_minute=args.sheets_quota_per_minute,
+        fingerprint_topic=args.fingerprint_topic,
+        reconcile=args.reconcile,
     )
+
+
+def stream_command(args: argparse.Namespace) -> int:
+    check_stream_args(args)
+    google, kafka = google_connection(args), kafka_connection(args)
+    define_connection(GCP_CONN_ID, google)
+    define_connection(KAFKA_CONN_ID, kafka)
+    if args.log_level:
+        os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = args.log_level
+
+    from google.auth.exceptions import GoogleAuthError
+
+    from airflow_provider_sheets.errors import SheetsConfigError, SheetsToKafkaError
+
+    try:
+        stream = _stream(args)
+    except SheetsConfigError as err:
+        return _fail(EXIT_USAGE, str(err))
     signal.signal(signal.SIGTERM, stream.stop)
     signal.signal(signal.SIGINT, stream.stop)
     try:

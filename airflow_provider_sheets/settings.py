@@ -161,6 +161,8 @@ class BatchSettings:
     mapping_process: bool | None = None
     airflow_headers: bool = True
     sheets_quota_per_minute: int | None = None
+    reconcile: bool = False
+    fingerprint_topic: str | None = None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -178,7 +180,7 @@ class BatchSettings:
             v[name] = as_optional_int(name, v[name], minimum=1)
         v["sheets_quota_per_minute"] = as_optional_int("sheets_quota_per_minute", v["sheets_quota_per_minute"], 0)
         v["mapping_process"] = as_optional_bool("mapping_process", v["mapping_process"])
-        for name in ("dry_run", "full_refresh", "airflow_headers"):
+        for name in ("dry_run", "full_refresh", "airflow_headers", "reconcile"):
             v[name] = as_bool(name, v[name])
         for name in (
             "sheet_name",
@@ -188,6 +190,7 @@ class BatchSettings:
             "state_topic",
             "api_endpoint",
             "timestamp_format",
+            "fingerprint_topic",
         ):
             v[name] = as_optional_text(name, v[name])
         for name in ("flush_timeout", "lease_ttl"):

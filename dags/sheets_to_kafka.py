@@ -29,11 +29,25 @@ Variable (the *watermark*), moved only after Kafka acknowledged every record.
 * `sheets_sheet_name` (default `Form Responses 1`): the responses tab.
 * `sheets_topic` (default `form-responses`): the topic; create it before the first run.
 * `sheets_api_endpoint` (optional): a private Sheets endpoint; leave unset for Google's.
+* `sheets_fingerprint_topic` (optional, e.g. `form-responses.fingerprints`, created with
+  `cleanup.policy=compact`): where every run keeps the fingerprints of what it published. With it,
+  *Reconcile* works and drift is reconciled automatically (see below); without it, drift stops the
+  run until a person decides.
 
-**Run it by hand** (Trigger DAG → the form): *Dry run*, *Full refresh*, *Start row*, *Max rows*.
+**Run it by hand** (Trigger DAG → the form): *Dry run*, *Full refresh*, *Start row*, *Max rows*,
+*Reconcile* (re-read every row and publish what makes the topic match the sheet: changed rows, new
+rows and a tombstone for each row gone, each saying `insert`, `update` or `delete` in the
+`sheets.change` header).
 A run without them behaves like a scheduled run. **Backfill** (`airflow backfill create --dag-id
 sheets_to_kafka --from-date … --to-date …`): each run publishes the responses whose `Timestamp`
 falls in its 15-minute data interval and leaves the live watermark alone.
+
+**Drift.** Edits, a helper column and new questions never stop the DAG. Rows deleted (spam
+removal) or inserted above the watermark do: with `sheets_fingerprint_topic` set, `on_drift` is
+`reconcile`, because it is the one policy after which a consumer of the topic holds exactly the
+sheet's rows with no one at the keyboard (`continue` would leave the moved rows' keys stale and the
+removed ones in place; `republish` sends every row again); without fingerprints there is nothing to
+reconcile with, so the run fails and says what to do.
 
 The watermark Variable is named in the task log and in the task's XCom summary
 (`sheets_to_kafka.<spreadsheet id>.gid<tab id>.<topic>`): delete it to republish everything.
@@ -78,6 +92,15 @@ with DAG(
             title="Max rows",
             description="Publish at most this many rows in this run. Empty: no cap.",
         ),
+        "reconcile": Param(
+            False,
+            type="boolean",
+            title="Reconcile",
+            description=(
+                "Re-read every row and publish only what makes the topic match the sheet: changed and new rows, "
+                "and tombstones of deleted ones. Needs the Variable sheets_fingerprint_topic."
+            ),
+        ),
     },
 ) as dag:
     SheetToKafkaOperator(
@@ -90,4 +113,7 @@ with DAG(
         full_refresh="{{ params.full_refresh }}",
         start_row="{{ params.start_row }}",
         max_rows="{{ params.max_rows }}",
+        reconcile="{{ params.reconcile }}",
+        fingerprint_topic="{{ var.value.get('sheets_fingerprint_topic', '') }}",
+        on_drift="{{ 'reconcile' if var.value.get('sheets_fingerprint_topic', '') else 'fail' }}",
     )

@@ -13,7 +13,7 @@ from typing import Any
 @dataclass
 class Message:
     key: str
-    value: dict[str, Any]
+    value: dict[str, Any] | None
     headers: dict[str, str]
     partition: int
     offset: int
@@ -68,7 +68,7 @@ def consume_all(
             out.append(
                 Message(
                     key=msg.key().decode("utf-8"),
-                    value=json.loads(msg.value().decode("utf-8")),
+                    value=None if msg.value() is None else json.loads(msg.value().decode("utf-8")),  # a tombstone
                     headers={k: v.decode("utf-8") for k, v in (msg.headers() or [])},
                     partition=msg.partition(),
                     offset=msg.offset(),
@@ -77,6 +77,17 @@ def consume_all(
         return sorted(out, key=lambda m: (m.row, m.partition, m.offset))
     finally:
         consumer.close()
+
+
+def latest_per_key(messages: list[Message]) -> dict[str, dict[str, Any]]:
+    """What a consumer keeping the latest value per key holds (one key, one partition; a tombstone removes it)."""
+    view: dict[str, dict[str, Any]] = {}
+    for message in sorted(messages, key=lambda m: (m.partition, m.offset)):
+        if message.value is None:
+            view.pop(message.key, None)
+        else:
+            view[message.key] = message.value
+    return view
 
 
 def use_kafka(monkeypatch, bootstrap_servers: str, conn_id: str = "kafka_default") -> None:

@@ -130,7 +130,7 @@ def test_airflow_init_creates_connections_and_variables(services: dict) -> None:
     assert "--conn-type google_cloud_platform" in script
     assert '"key_path": "/opt/airflow/secrets/service-account.json"' in script
     assert '"scope": "https://www.googleapis.com/auth/spreadsheets.readonly"' in script
-    for variable in ("sheets_spreadsheet_id", "sheets_sheet_name", "sheets_topic"):
+    for variable in ("sheets_spreadsheet_id", "sheets_sheet_name", "sheets_topic", "sheets_fingerprint_topic"):
         assert f"airflow variables set {variable}" in script
     env = _env(services["airflow-init"])
     assert env["SHEETS_SPREADSHEET_ID"] == "${SHEETS_SPREADSHEET_ID:-}"
@@ -165,6 +165,9 @@ def test_kafka_init_creates_topics(services: dict) -> None:
     assert "--create" in script
     assert "cleanup.policy=compact" in script
     assert ".state" in script
+    assert '--topic "$${TOPIC}.fingerprints" --partitions 1 --replication-factor 1 --config cleanup.policy=compact' in (
+        " ".join(script.replace("\\\n", " ").split())
+    )
     assert _env(kafka_init)["TOPIC"].endswith(":-form-responses}")
     depends_on = kafka_init.get("depends_on") or {}
     assert depends_on.get("kafka", {}).get("condition") == "service_healthy"

@@ -213,7 +213,7 @@ class Publisher:
             ) from None
         self.in_transaction = True
 
-    def send(self, key: bytes, value: bytes, headers: Headers, topic: str | None = None) -> None:
+    def send(self, key: bytes, value: bytes | None, headers: Headers, topic: str | None = None) -> None:
         """Queue one record (to ``topic``, default the publisher's); waits for room when the queue is full."""
         producer = self.producer
         while True:
@@ -228,12 +228,12 @@ class Publisher:
         if self.error_count:
             self.abort(f"{self.error_count} record(s) failed to deliver while producing")
 
-    def send_many(self, messages: Iterable[tuple[bytes, bytes, Headers]]) -> None:
+    def send_many(self, messages: Iterable[tuple[bytes, bytes, Headers]], topic: str | None = None) -> None:
         """
-        Queue ``(key, value, headers)`` messages to the publisher's topic: :meth:`send` for a page,
-        without a Python call per record.
+        Queue ``(key, value, headers)`` messages to ``topic`` (default the publisher's): :meth:`send`
+        for a page, without a Python call per record.
         """
-        produce, topic, callback = self.producer.produce, self.topic, self._callback
+        produce, topic, callback = self.producer.produce, topic or self.topic, self._callback
         sent = 0
         try:
             for key, value, headers in messages:
@@ -243,7 +243,7 @@ class Publisher:
                 except (BufferError, KafkaException):  # no room yet, or a fatal error: send() handles both
                     self.produced += sent
                     sent = 0
-                    self.send(key, value, headers)
+                    self.send(key, value, headers, topic)
         finally:
             self.produced += sent
         if self.error_count:

@@ -180,6 +180,10 @@ class SheetsReader:
         self.checked_row: list[Any] | None = None
         #: ``(row, cells)`` of the ``check_rows`` rows ending at ``check_row`` from the last :meth:`read`
         self.checked_rows: list[tuple[int, list[Any]]] = []
+        #: the first page of the last :meth:`read` (also the first its iterator yields), or ``None``:
+        #: what a drift check looks at without starting the iterator (whose prefetch thread must
+        #: start in the process that iterates, a forked one maybe)
+        self.first_page: Page | None = None
         self._prepared = False
         # one request at a time: the page prefetch thread and the caller share one HTTP client
         self._lock = threading.Lock()
@@ -405,9 +409,10 @@ class SheetsReader:
                 self.checked_rows = [(top + i, cells) for i, cells in enumerate(values[1])]
             cells_of = dict(self.checked_rows)
             self.checked_row = cells_of.get(check_row, [])
+        self.first_page = None
         if start > end:
             return header, iter(())
-        first = Page(start, first_end, values[-1], self.all_text(values[-1]))
+        first = self.first_page = Page(start, first_end, values[-1], self.all_text(values[-1]))
         return header, self._pages(info, first, end, page_size, last_col)
 
     def _pages(self, info: SheetInfo, first: Page, end: int, page_size: int, last_col: int) -> Iterator[Page]:

@@ -14,9 +14,9 @@ from airflow_provider_sheets.model.mapping import Record, RowMapper, fingerprint
 from airflow_provider_sheets.model.position import RECENT_ROWS, Watermark
 from airflow_provider_sheets.model.sheet import SheetInfo
 
-#: What ``on_drift`` may say: stop, publish the rows after the position as they are now, or
-#: publish every row again.
-DRIFT_POLICIES = FAIL, CONTINUE, REPUBLISH = ("fail", "continue", "republish")
+#: What ``on_drift`` may say: stop, publish the rows after the position as they are now, publish
+#: every row again, or reconcile (publish what makes the topic match the tab, and tombstones).
+DRIFT_POLICIES = FAIL, CONTINUE, REPUBLISH, RECONCILE = ("fail", "continue", "republish", "reconcile")
 
 
 def above_header(last_row: int, header_row: int) -> str | None:

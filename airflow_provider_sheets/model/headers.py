@@ -28,6 +28,10 @@ ROW = "sheets.row"
 ERROR = "sheets.error"
 #: ``hostname/pid`` of the stream runner that published a record
 STREAM_RUNNER = "stream.runner"
+#: what a record is: ``insert`` (a row not published before), ``update`` (a row published again, its
+#: key the same) or ``delete`` (a tombstone: the row no longer exists)
+CHANGE = "sheets.change"
+INSERT, UPDATE, DELETE = b"insert", b"update", b"delete"
 
 
 def row_number(row: int) -> bytes:
@@ -76,11 +80,29 @@ class RecordHeaders:
 
     static: Headers
     keys_by_row: bool = True
+    #: rows up to this one were published before: their records are updates, the others inserts
+    published_through: int = 0
 
     def messages(self, records: Iterable[Record]) -> list[tuple[bytes, bytes, Headers]]:
         """``(key, value, headers)`` of each record: what the publisher produces for a page."""
-        static, by_row = self.static, self.keys_by_row
-        return [(key, value, [*static, (ROW, key if by_row else row_number(row))]) for row, key, value in records]
+        static, by_row, through = self.static, self.keys_by_row, self.published_through
+        return [
+            (
+                key,
+                value,
+                [*static, (ROW, key if by_row else row_number(row)), (CHANGE, UPDATE if row <= through else INSERT)],
+            )
+            for row, key, value in records
+        ]
+
+    def message(self, record: Record, change: bytes) -> tuple[bytes, bytes, Headers]:
+        """One record's ``(key, value, headers)``, saying it is ``change`` (a reconcile run's decision)."""
+        row, key, value = record
+        return key, value, [*self.static, (ROW, key if self.keys_by_row else row_number(row)), (CHANGE, change)]
+
+    def tombstone(self, key: bytes, row: int) -> tuple[bytes, None, Headers]:
+        """The tombstone of ``key``, last published from sheet row ``row``: that row no longer exists."""
+        return key, None, [*self.static, (ROW, row_number(row)), (CHANGE, DELETE)]
 
     def dead_letter(self, error: RowMappingError, cells: Sequence[Any]) -> tuple[bytes, bytes, Headers]:
         """A row that cannot be mapped, as ``(key, value, headers)``: its cells and the reason."""

@@ -8,7 +8,7 @@ sink the same calls in the same order, so both give byte-identical records (the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
@@ -184,24 +184,6 @@ def run_pages(
     return result
 
 
-class Peeked(Iterator[Page]):
-    """Pages, with the rows of the first one looked at before it is handed on (a drift check)."""
-
-    def __init__(self, pages: Iterator[Page]) -> None:
-        self._pages = pages
-        self._first: Page | None = None
-        self._looked = False
-
-    def rows(self, count: int) -> list[tuple[int, list[Any]]]:
-        """``(row, cells)`` of the first page's first ``count`` rows (fetching that page if need be)."""
-        if not self._looked:
-            self._first, self._looked = next(self._pages, None), True
-        page = self._first
-        return [] if page is None else [(page.first_row + i, cells) for i, cells in enumerate(page.rows[:count])]
-
-    def __next__(self) -> Page:
-        if self._looked and self._first is not None:
-            page, self._first = self._first, None
-            return page
-        self._looked = True
-        return next(self._pages)
+def leading_rows(page: Page | None, count: int) -> list[tuple[int, list[Any]]]:
+    """``(row, cells)`` of the first ``count`` rows of ``page`` (none without a page)."""
+    return [] if page is None else [(page.first_row + i, cells) for i, cells in enumerate(page.rows[:count])]

@@ -13,6 +13,8 @@ manual, ``start_row=N``                rows from N on                      max(o
 backfill (``airflow backfill create``)  rows whose timestamp column falls   unchanged
                                        in [data_interval_start,
                                        data_interval_end)
+``reconcile`` (scheduled or manual)    rows changed since published, and   set to the last row
+                                       tombstones of rows gone
 =====================================  ==================================  =====================
 
 Keys and ``sheets.*`` headers are the same in every mode, so a consumer can de-duplicate a row
@@ -33,6 +35,7 @@ INCREMENTAL = "incremental"
 FULL_REFRESH = "full_refresh"
 FROM_ROW = "from_row"
 INTERVAL = "interval"
+RECONCILE = "reconcile"
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ def plan_run(
     dry_run: bool = False,
     full_refresh: bool = False,
     start_row: int | None = None,
+    reconcile: bool = False,
 ) -> RunPlan:
     """
     Decide what a run publishes and whether it moves the live watermark.
@@ -70,6 +74,8 @@ def plan_run(
     kind = (str(run_type or "manual")).split(".")[-1].lower()
     if full_refresh and start_row is not None:
         raise PlanError("full_refresh and start_row cannot be combined: choose one of them")
+    if reconcile and (full_refresh or start_row is not None):
+        raise PlanError("reconcile reads every row already; it cannot be combined with full_refresh or start_row")
     if start_row is not None and start_row <= header_row:
         raise PlanError(
             f"start_row must be below the header row {header_row} (the first data row is {header_row + 1}), "
@@ -78,11 +84,16 @@ def plan_run(
     publish = not dry_run
     prefix = "dry run: nothing is published; " if dry_run else ""
     if kind == "backfill":
-        if full_refresh or start_row is not None:
+        if full_refresh or start_row is not None or reconcile:
             raise PlanError(
-                "a backfill run selects rows by its data interval; full_refresh and start_row apply to manual runs only"
+                "a backfill run selects rows by its data interval; full_refresh, start_row and reconcile apply to "
+                "scheduled and manual runs only"
             )
         return _backfill(kind, data_interval, header_row, publish, prefix)
+    if reconcile:
+        done = "; the watermark is set to the last row at the end" if publish else ""
+        reason = "reconcile: every row read, the rows changed since published and tombstones of rows gone" + done
+        return RunPlan(kind, RECONCILE, publish, publish, header_row, None, prefix + reason)
     if full_refresh:
         done = "; the watermark is set to the last row at the end" if publish else ""
         reason = f"full refresh: every row from row {header_row + 1}{done}"

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from airflow_provider_sheets import accel
+from airflow_provider_sheets.adapters.fingerprints import load_fingerprints
 from airflow_provider_sheets.adapters.kafka_config import client_config
 from airflow_provider_sheets.adapters.lease import WatermarkLease
 from airflow_provider_sheets.adapters.publisher import Publisher
@@ -32,9 +33,17 @@ from airflow_provider_sheets.errors import (
 )
 from airflow_provider_sheets.hooks.sheets import Page, SheetInfo, SheetsReader
 from airflow_provider_sheets.model import checks, headers
-from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, Peeked
+from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, leading_rows
 from airflow_provider_sheets.model.mapping import RowMapper, RowMappingError
-from airflow_provider_sheets.model.plan import FULL_REFRESH, INCREMENTAL, PlanError, RunPlan, plan_run, transactional_id
+from airflow_provider_sheets.model.plan import (
+    FULL_REFRESH,
+    INCREMENTAL,
+    RECONCILE,
+    PlanError,
+    RunPlan,
+    plan_run,
+    transactional_id,
+)
 from airflow_provider_sheets.model.position import (
     RECENT_ROWS,
     PositionFormatError,
@@ -42,6 +51,7 @@ from airflow_provider_sheets.model.position import (
     Watermark,
     default_watermark_key,
 )
+from airflow_provider_sheets.model.reconcile import Reconciliation
 from airflow_provider_sheets.model.timestamps import RowSelection
 from airflow_provider_sheets.pipeline.drift import on_drift
 from airflow_provider_sheets.pipeline.interval import select_interval, timestamp_column
@@ -50,6 +60,13 @@ from airflow_provider_sheets.pipeline.sinks import PreviewSink, PublishSink
 from airflow_provider_sheets.pipeline.summary import Summary
 from airflow_provider_sheets.pipeline.tab import check_watermark, mapper_for
 from airflow_provider_sheets.settings import EXACTLY_ONCE, BatchSettings
+
+RECONCILE_NEEDS_FINGERPRINTS = (
+    "reconcile compares the tab with the fingerprints of what was published, kept in fingerprint_topic: set "
+    "fingerprint_topic (a compacted topic, e.g. kafka-topics.sh --create --topic <topic>.fingerprints --config "
+    "cleanup.policy=compact) on every run of this task; a first reconcile with no fingerprints yet publishes "
+    "every row as an insert"
+)
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,13 @@ def variable_lease(key: str, owner: str, settings: BatchSettings) -> WatermarkLe
     )
 
 
+def stored_fingerprints(settings: BatchSettings) -> dict[bytes, tuple[int, str]]:
+    """What a reconcile run compares with: the fingerprint topic, read to its end."""
+    assert settings.fingerprint_topic is not None
+    config = client_config(settings.kafka_config_id, settings.producer_config)
+    return load_fingerprints(config, settings.fingerprint_topic)
+
+
 def committed_checkpoint(settings: BatchSettings, key: str) -> bytes | None:
     """The exactly-once checkpoint of ``key`` committed in the state topic, or ``None``."""
     config = client_config(settings.kafka_config_id, settings.producer_config)
@@ -105,6 +129,7 @@ class Ports:
     store: Callable[[str], WatermarkStore] = WatermarkStore
     lease: Callable[[str, str, BatchSettings], WatermarkLease] = variable_lease
     checkpoint: Callable[[BatchSettings, str], bytes | None] = committed_checkpoint
+    fingerprints: Callable[[BatchSettings], dict[bytes, tuple[int, str]]] = stored_fingerprints
 
 
 @dataclass
@@ -139,7 +164,10 @@ class BatchRun:
                 dry_run=settings.dry_run,
                 full_refresh=settings.full_refresh,
                 start_row=settings.start_row,
+                reconcile=settings.reconcile,
             )
+            if RECONCILE in (self.plan.mode, settings.on_drift) and not settings.fingerprint_topic:
+                raise PlanError(RECONCILE_NEEDS_FINGERPRINTS)
         except PlanError as err:
             raise SheetsConfigError(str(err)) from None
         self.store = ports.store(settings.watermark_key) if settings.watermark_key else None
@@ -149,6 +177,8 @@ class BatchRun:
         self.kept_recent: dict[int, str] = {}
         #: rows at or before the watermark were edited or cleared: it is written again, with their fingerprints
         self.amended = False
+        #: a reconcile run's comparison with the fingerprint topic
+        self.reconciliation: Reconciliation | None = None
         self.lease: WatermarkLease | None = None
         self.publisher: Publisher | None = None
 
@@ -203,8 +233,9 @@ class BatchRun:
         if self.plan.publish:
             self.publisher = self.new_publisher(info)
             self.publisher.check_topic()
-            if s.dead_letter_topic:
-                self.publisher.check_topic(s.dead_letter_topic)
+            for side in (s.dead_letter_topic, s.fingerprint_topic):
+                if side:
+                    self.publisher.check_topic(side)
         if self.lease is not None:
             self.lease.confirm()
         return info, self.store
@@ -282,6 +313,11 @@ class BatchRun:
         """Check the watermark against the tab, read the header and the first page, and check for drift."""
         s, plan = self.settings, self.plan
         before = previous.last_row if previous else s.header_row
+        if plan.mode == INCREMENTAL and s.on_drift == RECONCILE and checks.beyond_tab(before, info):
+            self.log.warning(
+                "Watermark %r %s; on_drift='reconcile': reconciling.", store.key, checks.beyond_tab(before, info)
+            )
+            self.plan = plan = replace(plan, mode=RECONCILE, after_row=s.header_row)
         check_watermark(store.key, before, s.header_row, info if plan.mode == INCREMENTAL else None)
         after_row = before if plan.after_row is None else plan.after_row
         self.log.info(
@@ -329,8 +365,7 @@ class BatchRun:
             )
         if compare.drift is not None:
             return self.republish(info, reading) if on_drift(s.on_drift, compare.drift, fix, self.log) else reading
-        reading.pages = peeked = Peeked(reading.pages)
-        now = compare.hashes([*self.reader.checked_rows, *peeked.rows(RECENT_ROWS)])
+        now = compare.hashes([*self.reader.checked_rows, *leading_rows(self.reader.first_page, RECENT_ROWS)])
         rows = checks.recent_change(previous.recent(), now, previous.last_row, info.title)
         if rows.drift is not None:
             if on_drift(s.on_drift, rows.drift, fix, self.log):
@@ -417,9 +452,10 @@ class BatchRun:
         )
 
     def republish(self, info: SheetInfo, reading: Reading) -> Reading:
-        """``on_drift='republish'``: read every row again, from the header on."""
+        """``on_drift='republish'`` (or ``'reconcile'``): read every row again, from the header on."""
         s = self.settings
-        self.plan = replace(self.plan, mode=FULL_REFRESH, after_row=s.header_row)
+        mode = RECONCILE if s.on_drift == RECONCILE else FULL_REFRESH
+        self.plan = replace(self.plan, mode=mode, after_row=s.header_row)
         header, pages = self.reader.read(
             info, s.header_row, page_size=s.page_size, header_row=s.header_row, max_rows=s.max_rows
         )
@@ -434,7 +470,17 @@ class BatchRun:
         progress = Progress(self.log, self.publisher, self.lease, self.checkpointer(info, mapper))
         sink: PublishSink | PreviewSink = PreviewSink(progress)
         if self.publisher is not None:
-            sink = PublishSink(self.publisher, self.record_headers(info, mapper), progress, s.dead_letter_topic)
+            if self.plan.mode == RECONCILE:
+                self.reconciliation = Reconciliation(self.ports.fingerprints(s))
+                self.log.info(
+                    "Reconcile: %s fingerprints in %r to compare the tab with.",
+                    len(self.reconciliation.known),
+                    s.fingerprint_topic,
+                )
+            headers = self.record_headers(info, mapper, reading.before)
+            sink = PublishSink(
+                self.publisher, headers, progress, s.dead_letter_topic, s.fingerprint_topic, self.reconciliation
+            )
         options = LoopOptions(self.selection, dead_letters=bool(s.dead_letter_topic))
         switches = accel.Switches.from_env(forked=s.mapping_process)
         try:
@@ -446,12 +492,13 @@ class BatchRun:
             ) from None
         return sink, result
 
-    def record_headers(self, info: SheetInfo, mapper: RowMapper) -> headers.RecordHeaders:
+    def record_headers(self, info: SheetInfo, mapper: RowMapper, before: int) -> headers.RecordHeaders:
+        """The run's record headers; rows up to ``before`` (the watermark then) were published: updates."""
         s, run = self.settings, self.run
         static = headers.provenance(s.spreadsheet_id, info, mapper.header_hash)
         if s.airflow_headers:
             static += headers.airflow_run(run.dag_id, run.run_id, self.plan.run_type, run.task_id, run.try_number)
-        return headers.RecordHeaders(static, mapper.keys_by_row)
+        return headers.RecordHeaders(static, mapper.keys_by_row, before)
 
     def position_of(self, info: SheetInfo, mapper: RowMapper) -> PositionOf:
         extra = {"dag_id": self.run.dag_id, "run_id": self.run.run_id}
@@ -488,6 +535,7 @@ class BatchRun:
             watermark = self.position_of(info, reading.mapper).at(row, value, recent)
         published = 0
         if isinstance(sink, PublishSink):
+            sink.tombstones()
             if watermark is not None and s.delivery == EXACTLY_ONCE:
                 # the checkpoint commits atomically with the rows (KIP-618's idea)
                 sink.publisher.send(store.key.encode(), watermark.to_json().encode(), [], topic=s.state_topic)
@@ -504,7 +552,11 @@ class BatchRun:
         if self.lease is not None:
             self.lease.renew()
         current = store.get()
-        if self.plan.mode != FULL_REFRESH and current is not None and current.last_row > watermark.last_row:
+        if (
+            self.plan.mode not in (FULL_REFRESH, RECONCILE)
+            and current is not None
+            and current.last_row > watermark.last_row
+        ):
             self.log.warning(
                 "Watermark %r is already at %s (beyond this run's last row %s); leaving it there.",
                 store.key,
@@ -543,9 +595,17 @@ class BatchRun:
             sheets_requests=self.reader.requests,
             duration_s=round(time.monotonic() - self.started, 3),
             interval=plan.interval,
+            **self.reconciled(),
         )
         self.log_summary(summary)
         return summary
+
+    def reconciled(self) -> dict[str, int]:
+        """A reconcile run's counts: records that were already right, and tombstones sent."""
+        done = self.reconciliation
+        if done is None:
+            return {}
+        return {"rows_unchanged": done.unchanged, "rows_deleted": len(done.gone())}
 
     def log_summary(self, summary: Summary) -> None:
         self.log.info(

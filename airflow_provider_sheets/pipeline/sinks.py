@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_sheets.adapters.publisher import Publisher
-from airflow_provider_sheets.model.headers import RecordHeaders
+from airflow_provider_sheets.model.headers import Headers, RecordHeaders
 from airflow_provider_sheets.model.loop import LoopResult
 from airflow_provider_sheets.model.mapping import Record, RowMappingError
+from airflow_provider_sheets.model.reconcile import Reconciliation, fingerprint_value
 from airflow_provider_sheets.pipeline.progress import Progress
 
 #: Records shown in the task log by a dry run.
@@ -22,13 +23,25 @@ class PublishSink:
     """
 
     def __init__(
-        self, publisher: Publisher, headers: RecordHeaders, progress: Progress | None, dead_letter_topic: str | None
+        self,
+        publisher: Publisher,
+        headers: RecordHeaders,
+        progress: Progress | None,
+        dead_letter_topic: str | None,
+        fingerprint_topic: str | None = None,
+        reconciliation: Reconciliation | None = None,
     ) -> None:
+        """
+        :param fingerprint_topic: also write each record's fingerprint there (what a reconcile compares with).
+        :param reconciliation: a reconcile run's: publish only the records it finds changed, saying how.
+        """
         self.publisher = publisher
         self.headers = headers
         self.progress = progress
         self.dead_letter_topic = dead_letter_topic
-        #: records handed to the topic (dead letters not counted)
+        self.fingerprint_topic = fingerprint_topic
+        self.reconciliation = reconciliation
+        #: records handed to the topic (dead letters not counted; tombstones are)
         self.published = 0
 
     def dead_letter(self, error: RowMappingError, cells: list[Any]) -> None:
@@ -36,8 +49,29 @@ class PublishSink:
         self.publisher.send(key, value, headers, topic=self.dead_letter_topic)
 
     def records(self, records: Sequence[Record]) -> None:
-        self.publisher.send_many(self.headers.messages(records))
+        if self.reconciliation is None:
+            messages = self.headers.messages(records)
+        else:
+            changes = [(record, self.reconciliation.change(record)) for record in records]
+            records = [record for record, change in changes if change is not None]
+            messages = [self.headers.message(record, change) for record, change in changes if change is not None]
+        self.publisher.send_many(messages)
+        if self.fingerprint_topic:
+            prints: list[tuple[bytes, bytes, Headers]] = [(k, fingerprint_value(r, v), []) for r, k, v in records]
+            self.publisher.send_many(prints, topic=self.fingerprint_topic)
         self.published += len(records)
+
+    def tombstones(self) -> int:
+        """A reconcile run's end: a tombstone for each key no row holds now (in the fingerprint topic too)."""
+        if self.reconciliation is None:
+            return 0
+        gone = self.reconciliation.gone()
+        for key, row in gone:
+            self.publisher.send(*self.headers.tombstone(key, row))
+            if self.fingerprint_topic:
+                self.publisher.send(key, None, [], topic=self.fingerprint_topic)
+        self.published += len(gone)
+        return len(gone)
 
     def page_done(self, result: LoopResult) -> None:
         self.publisher.poll()

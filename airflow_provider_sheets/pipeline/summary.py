@@ -37,6 +37,9 @@ class Summary:
     sheets_requests: int
     duration_s: float
     interval: tuple[datetime, datetime] | None = None
+    #: a reconcile run's records already right in the topic (not published again), and tombstones sent
+    rows_unchanged: int = 0
+    rows_deleted: int = 0
 
     @property
     def rows_per_s(self) -> float | None:

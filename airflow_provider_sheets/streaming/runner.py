@@ -47,9 +47,10 @@ from airflow_provider_sheets.errors import (
 )
 from airflow_provider_sheets.hooks.sheets import SheetInfo, SheetsConnection, SheetsReader
 from airflow_provider_sheets.model import checks, headers
-from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, Peeked
+from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, leading_rows
 from airflow_provider_sheets.model.mapping import RowMapper, RowMappingError, fingerprint
 from airflow_provider_sheets.model.position import RECENT_ROWS, PositionOf, position_key
+from airflow_provider_sheets.model.reconcile import Reconciliation
 from airflow_provider_sheets.model.sheet import RENDER_OPTIONS
 from airflow_provider_sheets.pipeline.drift import on_drift as apply_drift_policy
 from airflow_provider_sheets.pipeline.sinks import PublishSink
@@ -159,9 +160,14 @@ class SheetStream:
         ``"continue"`` logs a warning and publishes the rows after the position as they are now;
         ``"republish"`` logs a warning and publishes every row again, from the header row on (the
         same keys and ``sheets.row`` headers, so a consumer keeping the latest value per key ends up
-        holding the tab as it is now).
+        holding the tab as it is now); ``"reconcile"`` reconciles (see ``reconcile``).
     :param sheets_quota_per_minute: the read budget (see the operator's); a catch-up that re-polls at
         once while pages come back full waits for it.
+    :param fingerprint_topic: a compacted topic where each record's key and value hash are written
+        (what a reconcile compares with; see the operator's ``fingerprint_topic``).
+    :param reconcile: start with a reconcile pass: read every row, publish the rows changed since
+        they were published and those never published, then a tombstone for each key no row holds;
+        then stream on. Needs ``fingerprint_topic``.
     """
 
     def __init__(
@@ -185,8 +191,15 @@ class SheetStream:
         producer_config: dict[str, Any] | None = None,
         on_drift: str = "fail",
         sheets_quota_per_minute: int | None = None,
+        fingerprint_topic: str | None = None,
+        reconcile: bool = False,
     ) -> None:
         on_drift = as_choice("on_drift", on_drift, checks.DRIFT_POLICIES)
+        if (reconcile or on_drift == checks.RECONCILE) and not fingerprint_topic:
+            raise SheetsConfigError(
+                "a reconcile compares the tab with the fingerprints of what was published: give --fingerprint-topic "
+                "(a compacted topic; the stream writes every record's fingerprint there), from the first start on"
+            )
         poll_interval = as_positive("poll_interval", poll_interval)
         status_interval = as_positive("status_interval", status_interval)
         flush_timeout = as_positive("flush_timeout", flush_timeout)
@@ -210,6 +223,11 @@ class SheetStream:
         self.flush_timeout = flush_timeout
         self.producer_config = producer_config
         self.on_drift = on_drift
+        self.fingerprint_topic = fingerprint_topic or None
+        self._reconcile_pending = reconcile
+        #: the reconcile pass under way (from the start, or after a drift), until caught up
+        self._reconciliation: Reconciliation | None = None
+        self._sink: PublishSink | None = None
         self.sheets_quota_per_minute = as_optional_int("sheets_quota_per_minute", sheets_quota_per_minute, 0)
         self.runner = runner_id()
         self.stats = StreamStats()
@@ -218,6 +236,8 @@ class SheetStream:
         self._stop = threading.Event()
         self._info: SheetInfo | None = None
         self._after_row = header_row
+        #: the highest row published so far (the rows up to it go again as updates)
+        self._published_through = header_row
         self._header_hash: str | None = None
         self._last_value = b""
         #: the record hash of the last row published (row ``_after_row``), for the drift check.
@@ -284,6 +304,8 @@ class SheetStream:
     def start(self) -> None:
         """Check the topic, ensure the position topic, describe the tab and load the position."""
         self.publisher.check_topic()
+        if self.fingerprint_topic:
+            self.publisher.check_topic(self.fingerprint_topic)
         self.positions.ensure_topic()
         self._describe()
         stored = self.positions.load(self._position_key)
@@ -294,10 +316,13 @@ class SheetStream:
                     f"the position {self.key!r} in {self.position_topic!r} {above}; produce a position with "
                     f"last_row >= {self.header_row}."
                 )
-            self._after_row = self._saved_row = stored.last_row
+            self._after_row = self._saved_row = self._published_through = stored.last_row
             self._header_hash = stored.header_hash
             self._last_row_hash = stored.last_row_hash
-            self._check_grid(self.info)
+            if not self._reconcile_pending:
+                self._check_grid(self.info)
+        if self._reconcile_pending:
+            self._begin_reconcile()
         log.info(
             "Streaming %r (tab %r, gid %s) into %r from row %s (position %r in %r, %s); polling every %.1f s.",
             self.spreadsheet_id,
@@ -433,6 +458,38 @@ class SheetStream:
 
     def _caught_up(self, since: float) -> None:
         self.stats.caught_up_at = since
+        if self._reconciliation is not None:
+            self._end_reconcile()
+
+    def _begin_reconcile(self) -> None:
+        """Read every row again, publishing only what differs from the fingerprints (until caught up)."""
+        from airflow_provider_sheets.adapters.fingerprints import load_fingerprints
+
+        assert self.fingerprint_topic is not None
+        known = load_fingerprints(self.positions.client_config, self.fingerprint_topic)
+        log.info("Reconcile: %s fingerprints in %r to compare the tab with.", len(known), self.fingerprint_topic)
+        self._reconciliation = Reconciliation(known)
+        self._reconcile_pending = False
+        self._after_row, self._last_value, self._last_row_hash = self.header_row, b"", None
+        self._position_dirty = True
+
+    def _end_reconcile(self) -> None:
+        """Every row read: the tombstones of the keys no row holds now."""
+        done, self._reconciliation = self._reconciliation, None
+        assert done is not None
+        sink = self._sink
+        if sink is None:  # no row read in the pass: the tombstones carry the tab's provenance only
+            static = headers.provenance(self.spreadsheet_id, self.info, self._header_hash or "")
+            sink = PublishSink(self.publisher, headers.RecordHeaders(static), None, None, self.fingerprint_topic)
+        sink.reconciliation = done
+        deleted = sink.tombstones()
+        self.publisher.finish()
+        self.stats.rows_published += deleted
+        log.info(
+            "Reconcile done: %s rows were already right, %s tombstones sent for rows that no longer exist.",
+            done.unchanged,
+            deleted,
+        )
 
     def poll_once(self) -> bool:
         """
@@ -455,13 +512,12 @@ class SheetStream:
         scan = self._gap_pending and polled_at - self._last_gap_scan >= self._gap_interval
         # the last row published comes back in the same request, to check that it did not move
         check_row = self._after_row if self._last_row_hash and self._after_row > self.header_row else None
-        info, header, read = self._read(info, described, None if scan else self.page_size, check_row)
-        pages = Peeked(read)
+        info, header, pages = self._read(info, described, None if scan else self.page_size, check_row)
         header_before = self._header_hash
         mapper = self._mapper(header, info)
         # (after a header change the row maps to other field names: that change is logged instead)
         checking = check_row is not None and self._last_row_hash and header_before == mapper.header_hash
-        if checking and check_row is not None and self._check_drift(mapper, check_row, info, pages):
+        if checking and check_row is not None and self._check_drift(mapper, check_row, info):
             return True
         result = self._publish(info, mapper, pages)
         self._after_batch(info, max(len(header), result.widest), result, scan, polled_at)
@@ -501,7 +557,9 @@ class SheetStream:
             *headers.provenance(self.spreadsheet_id, info, mapper.header_hash),
             (headers.STREAM_RUNNER, self.runner.encode()),
         ]
-        sink = PublishSink(self.publisher, headers.RecordHeaders(static, mapper.keys_by_row), None, None)
+        record_headers = headers.RecordHeaders(static, mapper.keys_by_row, self._published_through)
+        sink = PublishSink(self.publisher, record_headers, None, None, self.fingerprint_topic, self._reconciliation)
+        self._sink = sink
         failed: RowMappingError | None = None
         try:
             result = accel.publish_pages(
@@ -513,6 +571,7 @@ class SheetStream:
         self.publisher.finish()
         if result.last_row is not None:
             self._after_row, self._last_value = result.last_row, result.last_value
+            self._published_through = max(self._published_through, result.last_row)
             self._last_row_hash = fingerprint([result.last_value])
             self._header_hash = mapper.header_hash
             self.stats.rows_published += sink.published
@@ -541,14 +600,14 @@ class SheetStream:
         elif last_page is not None and not last_page.returned and last_page.last_row < info.row_count:
             self._gap_pending = True
 
-    def _check_drift(self, mapper: RowMapper, row: int, info: SheetInfo, pages: Peeked) -> bool:
+    def _check_drift(self, mapper: RowMapper, row: int, info: SheetInfo) -> bool:
         """
         Compare the last row published with the rows at and after it now: an edit is published again
         (benign); rows deleted or inserted above it are a drift for ``on_drift``.
 
         :return: whether to poll again at once (from another row: the edit, the shifted rows, or the header).
         """
-        now = checks.hashes(mapper, [*self.reader.checked_rows, *pages.rows(RECENT_ROWS)])
+        now = checks.hashes(mapper, [*self.reader.checked_rows, *leading_rows(self.reader.first_page, RECENT_ROWS)])
         rows = checks.recent_change({row: self._last_row_hash or ""}, now, row, info.title, "position")
         if rows.drift is None:
             if rows.edited or rows.cleared:
@@ -571,6 +630,9 @@ class SheetStream:
             f"key to stream the tab from the start."
         )
         if apply_drift_policy(self.on_drift, rows.drift, fix, log):
+            if self.on_drift == checks.RECONCILE:
+                self._begin_reconcile()
+                return True
             self._after_row, self._last_value, self._last_row_hash = self.header_row, b"", None
             self._position_dirty = True
             return True

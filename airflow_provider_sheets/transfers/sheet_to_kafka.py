@@ -103,9 +103,11 @@ class SheetToKafkaOperator(BaseOperator):
     :param delivery: ``at_least_once`` or ``exactly_once`` (see above).
     :param state_topic: the compacted topic of ``exactly_once`` checkpoints; default ``<topic>.state``.
         Templated.
-    :param on_drift: what to do when rows above the watermark or the header changed: ``fail``
-        (default; nothing is published), ``continue`` (publish the rows after the watermark as they
-        are now) or ``republish`` (publish every row again).
+    :param on_drift: what to do when rows above the watermark were deleted or inserted, or the
+        header was renamed or reordered (a column added at the right and rows edited in place are
+        benign, see the README): ``fail`` (default; nothing is published), ``continue`` (read on
+        after where the last published row is now), ``republish`` (publish every row again) or
+        ``reconcile`` (a reconcile run, see ``reconcile``; needs ``fingerprint_topic``). Templated.
     :param dead_letter_topic: where rows that cannot be mapped go (with the reason in the
         ``sheets.error`` header); without it such a row fails the run. Templated.
     :param checkpoint_interval: seconds between at-least-once watermark checkpoints on long runs.
@@ -119,6 +121,13 @@ class SheetToKafkaOperator(BaseOperator):
         (a sliding window shared by every reader of the connection in the process; a request waits,
         with a line in the task log, until it fits). ``None``: the connection's
         ``sheets_quota_per_minute`` extra, else 60, Google's default per user; 0 turns pacing off.
+    :param reconcile: read every row and publish what makes the topic match the tab now: rows
+        changed since they were published (same key, ``sheets.change: update``), rows never
+        published (``insert``) and a tombstone for each key no row holds any more (``delete``); the
+        watermark is set to the last row. Needs ``fingerprint_topic``. Templated.
+    :param fingerprint_topic: a compacted topic where every publishing run writes each record's key
+        and the hash of its value (``{"row", "hash"}``): what a reconcile compares the tab with, so
+        that it never reads the data topic back. Set it from the first run on. Templated.
     """
 
     template_fields: Sequence[str] = (
@@ -136,6 +145,9 @@ class SheetToKafkaOperator(BaseOperator):
         "max_rows",
         "dead_letter_topic",
         "state_topic",
+        "reconcile",
+        "fingerprint_topic",
+        "on_drift",
     )
     ui_color = "#e6f4ea"
 
@@ -173,6 +185,8 @@ class SheetToKafkaOperator(BaseOperator):
         mapping_process: bool | None = None,
         airflow_headers: bool = True,
         sheets_quota_per_minute: int | None = None,
+        reconcile: bool | str = False,
+        fingerprint_topic: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -209,6 +223,8 @@ class SheetToKafkaOperator(BaseOperator):
         self.mapping_process = mapping_process
         self.airflow_headers = airflow_headers
         self.sheets_quota_per_minute = sheets_quota_per_minute
+        self.reconcile: Any = reconcile
+        self.fingerprint_topic = fingerprint_topic
 
     @cached_property
     def reader(self) -> SheetsReader:

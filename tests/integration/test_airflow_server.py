@@ -21,7 +21,7 @@ import tests.airflow_server as harness
 from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, forms_rows
 from airflow_provider_sheets.model.position import default_watermark_key
 from tests.airflow_server import EXAMPLE_DAG, EXAMPLE_TASK
-from tests.helpers import consume_all
+from tests.helpers import consume_all, latest_per_key
 
 # the session's Airflow (pytest finds fixtures by their module-level names)
 airflow_server = harness.airflow_server
@@ -200,6 +200,36 @@ def test_manual_runs_dry_run_max_rows_then_incremental(airflow_server, example_d
 
     messages = consume_all(broker.bootstrap_servers, topic, expected=10)
     assert rows_by_run(messages) == {capped["dag_run_id"]: [2, 3, 4, 5], plain["dag_run_id"]: list(range(6, 12))}
+
+
+def test_rows_deleted_above_the_watermark_are_reconciled_by_the_example_dag(
+    airflow_server, example_dag, sheets_server, broker, topic
+):
+    """
+    With ``sheets_fingerprint_topic`` set, the example DAG's ``on_drift`` is ``reconcile``: a plain run
+    after spam was removed above the watermark makes the topic match the sheet; the *Reconcile* Param
+    then finds nothing to do. On the real scheduler and API server.
+    """
+    prints = f"{topic}.fingerprints"
+    broker.create_topics([prints], config={"cleanup.policy": "compact"})
+    spreadsheet_id = new_sheet(sheets_server, forms_rows(8))  # rows 2..9
+    example_dag.use(spreadsheet_id, topic, quiet=60)
+    airflow_server.set_variable("sheets_fingerprint_topic", prints)
+    try:
+        _, summary = example_dag.run_and_wait()
+        assert (summary["mode"], summary["rows_published"]) == ("incremental", 8)
+        sheets_server.delete_rows(spreadsheet_id, FORMS_TAB, 3, 2)  # two responses removed: rows 2..7 remain
+        _, summary = example_dag.run_and_wait()
+        assert (summary["mode"], summary["rows_deleted"], summary["watermark_after"]) == ("reconcile", 2, 7)
+        _, summary = example_dag.run_and_wait({"reconcile": True})
+        assert (summary["mode"], summary["rows_published"], summary["rows_unchanged"]) == ("reconcile", 0, 6)
+    finally:
+        airflow_server.delete_variable("sheets_fingerprint_topic")
+        example_dag.park()
+    latest = latest_per_key(consume_all(broker.bootstrap_servers, topic))
+    rows = sheets_server.get_rows(spreadsheet_id, FORMS_TAB)
+    assert sorted(latest, key=int) == [str(row) for row in range(2, len(rows) + 1)]
+    assert [latest[str(row)][FORMS_HEADER[1]] for row in range(2, len(rows) + 1)] == [r[1] for r in rows[1:]]
 
 
 def test_manual_runs_full_refresh_and_start_row(airflow_server, example_dag, sheets_server, broker, topic):

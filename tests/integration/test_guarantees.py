@@ -17,9 +17,9 @@ import uuid
 
 import pytest
 
-from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, forms_rows
+from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, as_submitted, forms_rows
 from tests.conftest import BROKER_KIND, REPO, needs_apache_kafka
-from tests.helpers import consume_all, get_variable, run_operator, use_kafka
+from tests.helpers import consume_all, get_variable, latest_per_key, run_operator, use_kafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 
@@ -42,6 +42,17 @@ def _set_watermark(key: str, text: str) -> None:
     from airflow.models.variable import Variable
 
     Variable.set(key, text)
+
+
+def sheets_sheet_rows(server, sid: str) -> dict[str, dict]:
+    """The tab now, as the records of row-number keys (cells as FORMATTED_VALUE shows them in en_US)."""
+    rows = server.get_rows(sid, FORMS_TAB)
+    header = rows[0]
+    return {
+        str(row): {name: (as_submitted(cells)[i] if i < len(cells) else None) for i, name in enumerate(header)}
+        for row, cells in enumerate(rows[1:], start=2)
+        if cells
+    }
 
 
 def _rows_of(messages) -> list[int]:
@@ -297,6 +308,42 @@ def test_benign_changes_do_not_stop_the_pipeline(connections, sheets_server, bro
     assert latest[6]["Name"] == "Edited Name", "the edit is in the topic, under the same key"
     assert latest[7]["New question"] == "answer"
     assert get_variable(f"sheets_to_kafka.{sid}.gid0.{topic}")["fields"][-2:] == ["Status", "New question"]
+
+
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+def test_reconcile_makes_the_topic_match_the_sheet(delivery, connections, sheets_server, broker, topic):
+    """
+    Rows deleted (spam) and edited above the watermark, then one reconcile run: a consumer keeping the
+    latest value per key (tombstones remove a key) holds exactly the sheet's rows; the fingerprints
+    are in a compacted topic of Apache Kafka's, and a second reconcile publishes nothing.
+    """
+    prints = f"{topic}.fingerprints"
+    broker.create_topics([prints], config={"cleanup.policy": "compact"})
+    if delivery == "exactly_once":
+        broker.create_topics([f"{topic}.state"], config={"cleanup.policy": "compact"})
+    sid = _sheet(sheets_server, forms_rows(12))
+    kwargs = {
+        "spreadsheet_id": sid,
+        "topic": topic,
+        "api_endpoint": connections["api_endpoint"],
+        "fingerprint_topic": prints,
+        "delivery": delivery,
+    }
+    assert run_operator(**kwargs).state == "success"
+    sheets_server.delete_rows(sid, FORMS_TAB, 5, 3)
+    sheets_server.set_cell(sid, FORMS_TAB, 3, 2, "Edited Name")
+    sheets_server.append_rows(sid, FORMS_TAB, forms_rows(1, start=40))
+    result = run_operator(**kwargs, reconcile=True)
+    assert (result.state, result.summary["mode"], result.summary["rows_deleted"]) == ("success", "reconcile", 2)
+    isolation = {"isolation.level": "read_committed"}
+    messages = consume_all(broker.bootstrap_servers, topic, **isolation)
+    rows = sheets_sheet_rows(sheets_server, sid)
+    assert latest_per_key(messages) == rows
+    assert {m.headers["sheets.change"] for m in messages} == {"insert", "update", "delete"}
+    assert sorted(m.key for m in messages if m.value is None) == ["12", "13"], "the keys no row holds now"
+    again = run_operator(**kwargs, reconcile=True)
+    assert (again.state, again.summary["rows_published"], again.summary["rows_unchanged"]) == ("success", 0, 10)
+    assert len(consume_all(broker.bootstrap_servers, topic, **isolation)) == len(messages)
 
 
 def test_drift_policies(connections, sheets_server, broker, topic):

@@ -13,7 +13,14 @@ from tests.helpers import consume_all, get_variable, run_operator, use_kafka
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 
 
-SHEETS_HEADERS = ["sheets.spreadsheet_id", "sheets.sheet_name", "sheets.sheet_id", "sheets.header_hash", "sheets.row"]
+SHEETS_HEADERS = [
+    "sheets.spreadsheet_id",
+    "sheets.sheet_name",
+    "sheets.sheet_id",
+    "sheets.header_hash",
+    "sheets.row",
+    "sheets.change",
+]
 AIRFLOW_HEADERS = ["airflow.dag_id", "airflow.run_id", "airflow.run_type", "airflow.task_id", "airflow.try_number"]
 
 

@@ -380,7 +380,7 @@ def test_check_names_the_wrong_setting(name, value):
     [
         ("delivery", DELIVERIES),
         ("value_render_option", RENDER_OPTIONS),
-        ("on_drift", ("fail", "continue", "republish")),
+        ("on_drift", ("fail", "continue", "republish", "reconcile")),
     ],
 )
 def test_check_lists_the_choices(name, choices):

@@ -137,7 +137,9 @@ def test_the_child_emits_what_one_process_emits(key_column):
     assert there.after == [(2, 4, 4), (5, 6, 6), (7, 9, 6), (10, 10, 10)]
     first_record, first_headers = there.emitted[0]
     assert first_record[0] == 2
-    assert first_headers == [*HEADERS, ("sheets.row", b"2")], "sheets.row is the row number, keyed or not"
+    assert first_headers == [*HEADERS, ("sheets.row", b"2"), ("sheets.change", b"insert")], (
+        "sheets.row is the row number, keyed or not"
+    )
 
 
 def test_select_runs_in_the_child_and_state_travels_back():

@@ -173,7 +173,7 @@ def test_a_watermark_without_row_hashes_checks_the_header_only():
 
 
 def test_drift_policies():
-    assert checks.DRIFT_POLICIES == ("fail", "continue", "republish")
+    assert checks.DRIFT_POLICIES == ("fail", "continue", "republish", "reconcile")
 
 
 @pytest.mark.parametrize(

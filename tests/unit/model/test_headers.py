@@ -88,11 +88,14 @@ def _records(key_column: str | None) -> list[Record]:
 def test_messages_carry_the_row_number_as_sheets_row_in_both_key_modes(key_column, keys):
     records = _records(key_column)
     static = [("sheets.spreadsheet_id", b"s"), ("airflow.dag_id", b"d")]
-    record_headers = RecordHeaders(static, keys_by_row=key_column is None)
+    record_headers = RecordHeaders(static, keys_by_row=key_column is None, published_through=43)
     messages = record_headers.messages(records)
     assert [key for key, _, _ in messages] == keys
     assert [value for _, value, _ in messages] == [r.value for r in records]
-    assert [hdrs for _, _, hdrs in messages] == [[*static, ("sheets.row", str(r.row).encode())] for r in records]
+    changes = {41: b"update", 43: b"update", 44: b"insert"}  # rows up to 43 were published before
+    assert [hdrs for _, _, hdrs in messages] == [
+        [*static, ("sheets.row", str(r.row).encode()), ("sheets.change", changes[r.row])] for r in records
+    ]
     assert [published_row(dict(hdrs)) for _, _, hdrs in messages] == [41, 43, 44]
 
 
@@ -172,3 +175,19 @@ def test_header_names_are_the_documented_ones():
         "sheets.row",
     )
     assert headers.ERROR == "sheets.error"
+    assert (headers.CHANGE, headers.INSERT, headers.UPDATE, headers.DELETE) == (
+        "sheets.change",
+        b"insert",
+        b"update",
+        b"delete",
+    )
+
+
+def test_a_tombstone_says_delete_and_names_the_row_it_came_from():
+    record_headers = RecordHeaders([("sheets.sheet_id", b"7")], keys_by_row=False)
+    assert record_headers.tombstone(b"K-9", 12) == (
+        b"K-9",
+        None,
+        [("sheets.sheet_id", b"7"), ("sheets.row", b"12"), ("sheets.change", b"delete")],
+    )
+    assert record_headers.message(Record(12, b"K-9", b"{}"), b"update")[2][-1] == ("sheets.change", b"update")

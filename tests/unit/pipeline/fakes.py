@@ -82,6 +82,7 @@ class ListReader:
         self.requests = 0
         self.checked_row: list[Any] | None = None
         self.checked_rows: list[tuple[int, list[Any]]] = []
+        self.first_page: Page | None = None
         #: the arguments of each read(), as keywords
         self.reads: list[dict[str, Any]] = []
         #: what accel.ReaderInChild looks at in a forked child (no Google client here)
@@ -148,7 +149,13 @@ class ListReader:
         if check_row is not None:
             top = max(header_row + 1, check_row - check_rows + 1)
             self.checked_rows = [(row, self.cells(row)) for row in range(top, check_row + 1)]
-        return self.cells(header_row), self._pages(after_row + 1, end, page_size)
+        start = after_row + 1
+        self.first_page = Page(
+            start, min(start + page_size - 1, end), self.span(start, min(start + page_size - 1, end))
+        )
+        if start > end:
+            self.first_page = None
+        return self.cells(header_row), self._pages(start, end, page_size)
 
     def column(self, info: SheetInfo, col: int, first_row: int, last_row: int) -> Iterator[tuple[int, Any]]:
         """``(row, cell)`` for the non-empty cells of column ``col``, in one request (the cells as stored)."""
@@ -263,10 +270,11 @@ class FakePublisher:
         self.journal.append(("publisher.send", name, key))
         self.produced += 1
 
-    def send_many(self, messages) -> None:
-        batch = [Sent(self.topic, key, value, list(headers)) for key, value, headers in messages]
+    def send_many(self, messages, topic: str | None = None) -> None:
+        name = topic or self.topic
+        batch = [Sent(name, key, value, list(headers)) for key, value, headers in messages]
         self.sent.extend(batch)
-        self.journal.append(("publisher.send_many", self.topic, len(batch)))
+        self.journal.append(("publisher.send_many", name, len(batch)))
         self.produced += len(batch)
 
     def poll(self) -> None:
@@ -364,6 +372,32 @@ class CheckpointReader:
         return self.values.get(key)
 
 
+@dataclass
+class FingerprintReader:
+    """``Ports.fingerprints``: the fingerprint topic as the finished publishers left it (the last per key)."""
+
+    publishers: PublisherFactory
+
+    def __call__(self, settings: BatchSettings) -> dict[bytes, tuple[int, str]]:
+        from airflow_provider_sheets.model.reconcile import known_fingerprints
+
+        sent = [m for p in self.publishers.built if p.finished for m in p.sent if m.topic == settings.fingerprint_topic]
+        return known_fingerprints((m.key, m.value) for m in sent)
+
+    def latest(self, topic: str) -> dict[bytes, bytes]:
+        """What a consumer keeping the latest value per key of ``topic`` holds (a tombstone removes the key)."""
+        view: dict[bytes, bytes] = {}
+        for publisher in self.publishers.built:
+            for message in publisher.sent if publisher.finished else []:
+                if message.topic != topic:
+                    continue
+                if message.value is None:
+                    view.pop(message.key, None)
+                else:
+                    view[message.key] = message.value
+        return view
+
+
 def settings(**values: Any) -> BatchSettings:
     """``BatchSettings.check`` over every name with its default, plus ``values``."""
     defaults = {f.name: f.default for f in fields(BatchSettings) if f.default is not MISSING}
@@ -387,6 +421,7 @@ class Harness:
         self.publishers = PublisherFactory(self.journal)
         self.leases = LeaseFactory(self.journal)
         self.checkpoints = CheckpointReader(self.journal)
+        self.fingerprints = FingerprintReader(self.publishers)
         self.log = logging.getLogger("test")
 
     @property
@@ -397,6 +432,7 @@ class Harness:
             store=self.stores,  # type: ignore[arg-type]
             lease=self.leases,  # type: ignore[arg-type]
             checkpoint=self.checkpoints,
+            fingerprints=self.fingerprints,
         )
 
     def batch(self, run: RunContext | None = None, **values: Any) -> BatchRun:

@@ -44,17 +44,6 @@ ROWS = [
 
 RUN = RunContext("forms", "manual__1", "publish", run_type="manual", try_number=1)
 
-MODES = [pytest.param(False, id="in-task")]
-if forked.available():
-    MODES.append(pytest.param(True, id="forked"))
-
-
-@pytest.fixture(params=MODES)
-def mapping_process(request, monkeypatch):
-    """The ``mapping_process`` setting; the process's switches (the environment) left at their defaults."""
-    monkeypatch.delenv(accel.PLAIN_ENV, raising=False)
-    return request.param
-
 
 @pytest.fixture
 def fork_spy(monkeypatch):
@@ -105,9 +94,21 @@ def run_headers(run: RunContext = RUN, run_type: str = "manual") -> list[tuple[s
     ]
 
 
-def record(row: int, key: bytes | None = None, sheet=ROWS, run_type="manual", header_hash=HEADER_HASH) -> Sent:
+def change(row: int, through: int = 1) -> tuple[str, bytes]:
+    """The ``sheets.change`` header of row ``row`` when rows up to ``through`` were published before."""
+    return ("sheets.change", b"update" if row <= through else b"insert")
+
+
+def record(
+    row: int, key: bytes | None = None, sheet=ROWS, run_type="manual", header_hash=HEADER_HASH, through: int = 1
+) -> Sent:
     """The record BatchRun produces for sheet row ``row`` (keyed by row unless ``key``)."""
-    headers = [*provenance(header_hash), *run_headers(run_type=run_type), ("sheets.row", str(row).encode())]
+    headers = [
+        *provenance(header_hash),
+        *run_headers(run_type=run_type),
+        ("sheets.row", str(row).encode()),
+        change(row, through),
+    ]
     return Sent(TOPIC, key or str(row).encode(), value(row, sheet), headers)
 
 
@@ -196,6 +197,8 @@ def test_a_run_with_nothing_new_produces_nothing_and_leaves_the_watermark(mappin
         "last_row": None,
         "pages": 0,
         "sheets_requests": 4,  # this reader counts both runs: 2 + describe and header-only read
+        "rows_unchanged": 0,
+        "rows_deleted": 0,
         "duration_s": 0,
         "rows_per_s": None,
     }
@@ -240,7 +243,7 @@ def test_the_airflow_headers(run, airflow_headers, expected):
     h = Harness(rows()[:3])
     h.run(run, airflow_headers=airflow_headers, mapping_process=False)
     for sent in h.publisher.sent:
-        assert sent.headers == [*provenance(), *expected, ("sheets.row", sent.key)]
+        assert sent.headers == [*provenance(), *expected, ("sheets.row", sent.key), ("sheets.change", b"insert")]
 
 
 # -- dry run ---------------------------------------------------------------------------------------
@@ -283,7 +286,7 @@ def test_start_row(mapping_process, before, options, published, after, caplog):
         h.stores.put(KEY, before)
     with caplog.at_level(logging.WARNING, logger="test"):
         summary = h.run(RUN, mapping_process=mapping_process, **options)
-    assert h.publisher.sent == [record(row) for row in published]
+    assert h.publisher.sent == [record(row, through=before or 1) for row in published]
     assert h.reader.reads[0]["after_row"] == options["start_row"] - 1
     assert summary.mode == "from_row"
     assert stored(h).last_row == after
@@ -299,7 +302,7 @@ def test_full_refresh_publishes_every_row_and_sets_the_watermark(mapping_process
     if before is not None:
         h.stores.put(KEY, before)
     summary = h.run(RUN, full_refresh=True, mapping_process=mapping_process)
-    assert h.publisher.sent == [record(2), record(3), record(5), record(6)]
+    assert h.publisher.sent == [record(row, through=before or 1) for row in (2, 3, 5, 6)]
     assert h.reader.reads[0]["after_row"] == 1
     assert h.reader.reads[0]["check_row"] is None
     assert sets(h) == [6], "set even when it was further (a watermark past the tab's end is repaired)"
@@ -595,7 +598,8 @@ def test_a_backfill_publishes_the_rows_in_its_interval_and_leaves_the_watermark(
 
     headers = [*provenance(), *run_headers(run, "backfill")]
     assert h.publisher.sent == [
-        Sent(TOPIC, str(r).encode(), value(r), [*headers, ("sheets.row", str(r).encode())]) for r in published
+        Sent(TOPIC, str(r).encode(), value(r), [*headers, ("sheets.row", str(r).encode()), change(r, 3)])
+        for r in published
     ]
     assert stored(h) == Watermark(last_row=3)
     assert "store.set" not in h.journal.events()
@@ -860,6 +864,8 @@ def test_the_summary_as_xcom(mapping_process):
         "last_row": 6,
         "pages": 2,
         "sheets_requests": 3,
+        "rows_unchanged": 0,
+        "rows_deleted": 0,
     }
     assert "interval_start" not in xcom
 

@@ -47,12 +47,12 @@ def _stored(h: Harness):
     return h.stores.watermark("forms.watermark")
 
 
-def test_an_edited_last_response_is_published_again_and_the_run_goes_on(form, caplog):
+def test_an_edited_last_response_is_published_again_and_the_run_goes_on(form, caplog, mapping_process):
     server, h = form
     server.set_cell(SPREADSHEET_ID, FORMS_TAB, 6, 3, "edited@example.com")
     server.append_rows(SPREADSHEET_ID, FORMS_TAB, forms_rows(1, start=5))  # and a new response, row 7
     with caplog.at_level(logging.WARNING, logger="test"):
-        summary = h.run(RUN, **KEY_OF, mapping_process=False)
+        summary = h.run(RUN, **KEY_OF, mapping_process=mapping_process)
 
     assert _keys(h) == [6, 7], "the edit (same key) first, then the new row"
     assert _record(h, 6)[FORMS_HEADER[2]] == "edited@example.com"
@@ -153,3 +153,16 @@ def test_the_drift_check_stays_in_the_first_request(form):
         f"'{FORMS_TAB}'!A2:Z6",  # the last published rows (up to 16), for the drift check
         f"'{FORMS_TAB}'!A7:Z7",
     ]
+
+
+@pytest.mark.timeout(60)
+def test_a_checked_run_of_several_pages_reads_them_where_it_maps_them(form, mapping_process):
+    """
+    The drift check looks at the first page without starting the page iterator: its prefetch thread
+    must start in the process that iterates (a forked one), or the later pages never arrive there.
+    """
+    server, h = form
+    server.append_rows(SPREADSHEET_ID, FORMS_TAB, forms_rows(7, start=5))  # rows 7..13
+    summary = h.run(RUN, **KEY_OF, page_size=2, mapping_process=mapping_process)
+    assert _keys(h) == list(range(7, 14))
+    assert summary.pages == 4

@@ -8,7 +8,7 @@ import pytest
 
 from airflow_provider_sheets.errors import DriftError, SheetsConfigError
 from airflow_provider_sheets.model.checks import DRIFT_POLICIES
-from airflow_provider_sheets.pipeline.drift import CONTINUE, FAIL, REPUBLISH, on_drift
+from airflow_provider_sheets.pipeline.drift import CONTINUE, FAIL, RECONCILE, REPUBLISH, on_drift
 
 LOG = logging.getLogger("test")
 FINDING = "row 6 of tab 'T', the last row already published, holds different cells: rows above …"
@@ -16,7 +16,7 @@ FIX = "Nothing was published. To proceed: …"
 
 
 def test_the_policies_are_the_settings_choices():
-    assert (FAIL, CONTINUE, REPUBLISH) == DRIFT_POLICIES
+    assert (FAIL, CONTINUE, REPUBLISH, RECONCILE) == DRIFT_POLICIES
 
 
 def test_fail_raises_the_finding_then_the_fix(caplog):
@@ -27,7 +27,7 @@ def test_fail_raises_the_finding_then_the_fix(caplog):
     assert caplog.records == []
 
 
-@pytest.mark.parametrize(("policy", "republish"), [(CONTINUE, False), (REPUBLISH, True)])
+@pytest.mark.parametrize(("policy", "republish"), [(CONTINUE, False), (REPUBLISH, True), (RECONCILE, True)])
 def test_continue_and_republish_warn_and_go_on(policy, republish, caplog):
     with caplog.at_level(logging.WARNING, logger="test"):
         assert on_drift(policy, FINDING, FIX, LOG) is republish

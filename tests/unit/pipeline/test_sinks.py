@@ -46,7 +46,7 @@ def test_publish_sink_sends_each_page_in_one_batch_and_counts_it(publisher, page
             "responses",
             str(row).encode(),
             json.dumps({"n": row}).encode(),
-            [*STATIC, ("sheets.row", str(row).encode())],
+            [*STATIC, ("sheets.row", str(row).encode()), ("sheets.change", b"insert")],
         )
         for row in sent_rows
     ]
