@@ -16,7 +16,7 @@ import pytest
 
 from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, as_submitted, forms_rows
 from tests.conftest import REPO
-from tests.helpers import consume_all
+from tests.helpers import consume_all, latest_per_key
 
 pytestmark = pytest.mark.integration
 
@@ -307,6 +307,44 @@ def test_an_edited_last_row_is_published_again_while_streaming(tmp_path, broker,
     last_six = max((m for m in messages if m.row == 6), key=lambda m: m.offset)
     assert last_six.value["Name"] == "Edited Name"
     assert "was edited since: publishing it again (same key)" in runner.log
+
+
+def test_a_reconcile_start_makes_the_topic_match_the_tab(tmp_path, broker, sheets_server, topic):
+    """Rows deleted and edited while the runner was stopped; ``--reconcile`` on the next start sets the topic right."""
+    prints = f"{topic}.fingerprints"
+    broker.create_topics([prints], config={"cleanup.policy": "compact"})
+    sid = _new_sheet(sheets_server, 10)  # rows 2..11
+    args = _runner_args(sid, topic, broker, sheets_server, "--fingerprint-topic", prints)
+    first = Runner(tmp_path / "first.log", *args)
+    try:
+        first.wait_streaming()
+        assert len(consume_all(broker.bootstrap_servers, topic, expected=10)) == 10
+        assert first.stop() == 0, first.log[-3000:]
+    finally:
+        if first.process.poll() is None:
+            first.process.kill()
+
+    sheets_server.delete_rows(sid, FORMS_TAB, 3, 2)  # rows 2..9 remain
+    sheets_server.set_cell(sid, FORMS_TAB, 2, 2, "Edited Name")
+    reconciled = Runner(tmp_path / "reconcile.log", *args, "--reconcile")
+    try:
+        reconciled.wait_streaming()
+        deadline = time.monotonic() + 30
+        while "Reconcile done" not in reconciled.log and time.monotonic() < deadline:
+            time.sleep(0.2)
+        messages = consume_all(broker.bootstrap_servers, topic)
+        assert reconciled.stop() == 0, reconciled.log[-3000:]
+    finally:
+        if reconciled.process.poll() is None:
+            reconciled.process.kill()
+    assert "Reconcile done: 0 rows were already right, 2 tombstones sent" in reconciled.log
+    latest = latest_per_key(messages)
+    rows = sheets_server.get_rows(sid, FORMS_TAB)
+    assert sorted(latest, key=int) == [str(row) for row in range(2, len(rows) + 1)]
+    assert [latest[str(r)]["Name"] for r in range(2, len(rows) + 1)] == [cells[1] for cells in rows[1:]]
+    assert sorted(m.key for m in messages if m.value is None) == ["10", "11"]
+    # the first start's 10 inserts; then row 2 edited and rows 3..9 holding the responses that moved up
+    assert Counter(m.headers["sheets.change"] for m in messages) == {"insert": 10, "update": 8, "delete": 2}
 
 
 def test_on_drift_republish_publishes_the_tab_again_as_it_is_now(tmp_path, broker, sheets_server, topic):
