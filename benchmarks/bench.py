@@ -163,11 +163,15 @@ def _sheets_server_main(conn, rows: int, small_rows: int, cols: int) -> None:
         elif command == "reset":
             server.reset_stats()
             conn.send(None)
+        elif command == "quota":  # Google's per-minute read quota, with its 429 body (no Retry-After)
+            server.set_read_quota(args[0], 60.0)
+            conn.send(None)
         elif command == "counts":
             counts: dict[str, int] = {}
             for record in server.requests:
                 counts[record.kind] = counts.get(record.kind, 0) + 1
-            conn.send({"counts": counts, "response_bytes": [r.response_bytes for r in server.requests]})
+            sizes = [r.response_bytes for r in server.requests]
+            conn.send({"counts": counts, "response_bytes": sizes, "quota_rejections": server.quota_rejections})
         elif command == "stop":
             server.stop()
             conn.send(None)
@@ -513,7 +517,7 @@ class Bench:
             "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps(
                 {
                     "conn_type": "google_cloud_platform",
-                    "extra": {"is_anonymous": True, "num_retries": 2, "sheets_quota_per_minute": 0},
+                    "extra": {"is_anonymous": True, "num_retries": 2, "sheets_quota_per_minute": self.args.quota or 0},
                 }
             ),
             "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps({"conn_type": "kafka", "extra": {"bootstrap.servers": bootstrap}}),
@@ -596,7 +600,7 @@ class Bench:
 
 
 #: what each run of a repeated path keeps under ``runs``
-_RUN_KEYS = ("seconds", "rows_per_s", "cpu_seconds", "process_wall_s", "process_cpu_s", "peak_rss_mb")
+_RUN_KEYS = ("seconds", "rows_per_s", "cpu_seconds", "process_wall_s", "process_cpu_s", "peak_rss_mb", "quota")
 
 
 def _topic(broker) -> str:
@@ -695,11 +699,22 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
                 def operator_spec(run: int) -> dict[str, Any]:
                     # a fresh topic is a fresh watermark: every run is a first load
                     server.call("reset")
+                    if args.quota:  # a fresh window too: the run's task process starts with an empty budget
+                        server.call("quota", args.quota)
                     topics.append(_topic(broker))
                     return {**operator_base, "topic": topics[-1], **({"profile": None} if run > 1 else {})}
 
                 def server_stats(result: dict[str, Any]) -> None:
-                    result["server"] = _server_stats(server)
+                    result["server"] = stats = _server_stats(server)
+                    if args.quota:
+                        reads = sum(n for kind, n in stats["by_kind"].items() if kind != "token")
+                        result["quota"] = {
+                            "budget_per_minute": args.quota,
+                            "read_requests": reads,
+                            "floor_s": quota_floor_s(reads, args.quota),
+                            "execute_s": result["seconds"],
+                            "rejected_429": stats["rejected_429"],
+                        }
 
                 bench.repeated("operator", "operator", operator_spec, after=server_stats)
                 if args.profile:
@@ -731,7 +746,16 @@ def _server_stats(server: SheetsServerProcess) -> dict[str, Any]:
         "requests": sum(n for kind, n in stats["counts"].items() if kind != "token"),
         "by_kind": stats["counts"],
         "max_response_bytes": max(sizes, default=0),
+        "rejected_429": stats["quota_rejections"],
     }
+
+
+def quota_floor_s(requests: int, budget: int) -> int:
+    """
+    The least time ``requests`` reads take when no 60-second window may hold more than ``budget``:
+    the first ``budget`` go at once, each further ``budget`` a minute later.
+    """
+    return ((requests - 1) // budget) * 60 if requests > 0 else 0
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -859,6 +883,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "| check | measured |", "| --- | ---: |"]
     lines += [f"| {name} | {value} |" for name, value in report["checks"].items()]
     lines += _whole_task_lines(report, cell)
+    lines += _quota_lines(report)
     lines += [
         "",
         f"Machine: {report['machine']['cpus']} CPUs, Python {report['machine']['python']}, load average at the end "
@@ -876,6 +901,33 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _quota_lines(report: dict[str, Any]) -> list[str]:
+    """Each run under ``--quota``: read requests, the quota floor, the time taken, the 429s answered."""
+    runs = [run for run in report["results"].get("operator", {}).get("runs", []) if run.get("quota")]
+    if not runs:
+        return []
+    lines = [
+        "",
+        f"## Under a read quota of {runs[0]['quota']['budget_per_minute']} requests a minute",
+        "",
+        "| run | read requests | quota floor s | execute s | execute / floor | 429 answered |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for number, run in enumerate(runs, start=1):
+        q = run["quota"]
+        lines.append(
+            f"| {number} | {q['read_requests']} | {q['floor_s']} | {q['execute_s']:.1f} | "
+            f"{_ratio(q['execute_s'], q['floor_s'])} | {q['rejected_429']} |"
+        )
+    lines += [
+        "",
+        "The Sheets server answers Google's 429 `RESOURCE_EXHAUSTED` once a 60-second window holds the budget; "
+        "the operator paces itself to the same budget (`sheets_quota_per_minute`). The floor is the least time "
+        "that many requests take under it: the first budget at once, each further budget a minute later.",
+    ]
+    return lines
 
 
 def _broker_line(broker: dict[str, Any]) -> str:
@@ -984,6 +1036,12 @@ def main(argv: list[str] | None = None) -> None:
         "--log-level",
         default="WARNING",
         help="Airflow's logging level in every task (at INFO, ProduceToTopicOperator logs one line per record)",
+    )
+    parser.add_argument(
+        "--quota",
+        type=int,
+        help="the Sheets server enforces this many read requests a minute (Google's 429 body) and the operator "
+        "paces itself to it (sheets_quota_per_minute): the report gives the quota floor and the time taken",
     )
     parser.add_argument("--profile", action="store_true", help="profile the first-load operator task (cProfile)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (task logs, broker log)")

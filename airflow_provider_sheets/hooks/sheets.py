@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from airflow.providers.google.common.hooks.base_google import get_field
 from airflow.providers.google.suite.hooks.sheets import GSheetsHook
@@ -25,6 +25,8 @@ from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE, as_int
 __all__ = ["DEFAULT_PAGE_SIZE", "ClientTuning", "Page", "SheetInfo", "SheetsConnection", "SheetsReader"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 #: After empty pages the span grows up to this many times ``page_size`` …
@@ -40,6 +42,9 @@ ROW_SAMPLE = 32
 #: … counting this many bytes per cell besides its text (quotes, comma, white space).
 CELL_OVERHEAD = 6
 
+
+#: A page request that timed out is asked again for half its rows this many times at most.
+SHRINK_ATTEMPTS = 3
 
 #: Rows of one column a request of :meth:`SheetsReader.column` asks for (~20 bytes each as serial numbers).
 COLUMN_CHUNK = 50_000
@@ -184,6 +189,8 @@ class SheetsReader:
         #: what a drift check looks at without starting the iterator (whose prefetch thread must
         #: start in the process that iterates, a forked one maybe)
         self.first_page: Page | None = None
+        #: rows a page asks for at most, since a request for more timed out (:meth:`_shrinking`)
+        self.span_cap: int | None = None
         self._prepared = False
         # one request at a time: the page prefetch thread and the caller share one HTTP client
         self._lock = threading.Lock()
@@ -397,10 +404,12 @@ class SheetsReader:
                 A1Range.rows(info.title, max(header_row + 1, check_row - check_rows + 1, 1), check_row, last_col)
             )
         start = after_row + 1
-        first_end = min(start + page_size - 1, end)
-        if start <= end:
-            ranges.append(A1Range.rows(info.title, start, first_end, last_col))
-        values = self.batch_get(info.spreadsheet_id, ranges)
+
+        def first_request(stop: int) -> list[list[list[Any]]]:
+            page = [A1Range.rows(info.title, start, stop, last_col)] if start <= stop else []
+            return self.batch_get(info.spreadsheet_id, ranges + page)
+
+        first_end, values = self._shrinking(info, start, min(start + page_size - 1, end), first_request)
         header = values[0][0] if values[0] else []
         self.checked_row, self.checked_rows = None, []
         if check_row is not None:
@@ -429,7 +438,7 @@ class SheetsReader:
             span = limit = page_size
             while True:
                 if page.rows:
-                    span = limit = self._rows_per_page(page.rows, page_size)
+                    span = limit = min(self._rows_per_page(page.rows, page_size), self.span_cap or page_size)
                 else:
                     span = self._grow(span, limit, last_col)
                 start = page.last_row + 1
@@ -446,8 +455,45 @@ class SheetsReader:
                 pool.shutdown(wait=True, cancel_futures=True)
 
     def _fetch(self, info: SheetInfo, start: int, stop: int, last_col: int) -> Page:
-        (rows,) = self.batch_get(info.spreadsheet_id, [A1Range.rows(info.title, start, stop, last_col)])
+        def request(end: int) -> list[list[Any]]:
+            (rows,) = self.batch_get(info.spreadsheet_id, [A1Range.rows(info.title, start, end, last_col)])
+            return rows
+
+        stop, rows = self._shrinking(info, start, stop, request)
         return Page(start, stop, rows, self.all_text(rows))
+
+    def _shrinking(self, info: SheetInfo, start: int, stop: int, request: Callable[[int], T]) -> tuple[int, T]:
+        """
+        ``request(stop)`` (rows ``start`` .. ``stop``), and when it times out (the client's socket
+        timeout, or Google's 504 at its 180 s limit) again for half the rows, up to
+        :data:`SHRINK_ATTEMPTS` times; the pages after it keep to the smaller size.
+
+        :return: the last row asked for, and the answer.
+        """
+        for attempt in range(SHRINK_ATTEMPTS + 1):
+            try:
+                return stop, request(stop)
+            except (TimeoutError, SheetsAccessError) as err:
+                if not isinstance(err, TimeoutError) and getattr(err, "status", 0) != 504:
+                    raise
+                rows = stop - start + 1
+                if attempt == SHRINK_ATTEMPTS or rows <= 1:
+                    raise SheetsAccessError(
+                        f"reading rows {start}..{stop} of tab {info.title!r} timed out {attempt + 1} times, the last "
+                        f"time asking for {rows} rows ({type(err).__name__}). Lower page_size, or check the network "
+                        f"to the Sheets API; the task can be retried."
+                    ) from None
+                stop = start + rows // 2 - 1
+                self.span_cap = stop - start + 1
+                log.warning(
+                    "Reading %s rows of tab %r from row %s timed out (%s); asking again for %s rows.",
+                    rows,
+                    info.title,
+                    start,
+                    type(err).__name__,
+                    self.span_cap,
+                )
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _rows_per_page(rows: list[list[Any]], page_size: int) -> int:
