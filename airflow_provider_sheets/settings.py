@@ -163,6 +163,7 @@ class BatchSettings:
     sheets_quota_per_minute: int | None = None
     reconcile: bool = False
     fingerprint_topic: str | None = None
+    typed_values: bool = False
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -180,7 +181,7 @@ class BatchSettings:
             v[name] = as_optional_int(name, v[name], minimum=1)
         v["sheets_quota_per_minute"] = as_optional_int("sheets_quota_per_minute", v["sheets_quota_per_minute"], 0)
         v["mapping_process"] = as_optional_bool("mapping_process", v["mapping_process"])
-        for name in ("dry_run", "full_refresh", "airflow_headers", "reconcile"):
+        for name in ("dry_run", "full_refresh", "airflow_headers", "reconcile", "typed_values"):
             v[name] = as_bool(name, v[name])
         for name in (
             "sheet_name",
@@ -201,5 +202,10 @@ class BatchSettings:
         v["delivery"] = as_choice("delivery", v["delivery"], DELIVERIES)
         v["on_drift"] = as_choice("on_drift", v["on_drift"], DRIFT_POLICIES)
         v["value_render_option"] = as_choice("value_render_option", v["value_render_option"], RENDER_OPTIONS)
+        if v["typed_values"] and v["value_render_option"] != RENDER_OPTIONS[0]:
+            raise SheetsConfigError(
+                f"typed_values reads the cells' values and number formats itself; value_render_option="
+                f"{v['value_render_option']!r} applies with typed_values=False only"
+            )
         v["state_topic"] = v["state_topic"] or f"{v['topic']}.state"
         return cls(**v)

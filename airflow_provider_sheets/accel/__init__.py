@@ -66,11 +66,14 @@ class Switches:
 
 
 def reader(
-    connection: SheetsConnection, value_render_option: str = "FORMATTED_VALUE", switches: Switches | None = None
+    connection: SheetsConnection,
+    value_render_option: str = "FORMATTED_VALUE",
+    switches: Switches | None = None,
+    typed: bool = False,
 ) -> SheetsReader:
     """The Sheets reader every caller uses: the connection's, with the Google client tuned (unless switched off)."""
     switches = switches if switches is not None else Switches.from_env()
-    return connection.reader(value_render_option, GoogleClientTuning() if switches.google_client else None)
+    return connection.reader(value_render_option, GoogleClientTuning() if switches.google_client else None, typed)
 
 
 class ReaderInChild:

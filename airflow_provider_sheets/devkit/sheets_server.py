@@ -29,8 +29,9 @@ import socket
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from datetime import time as time_of_day
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -399,14 +400,35 @@ def _format_value(value: object, time_zone: str, locale: str = "en_US") -> str:
         return f"{_date_text(local, locale)} {_time_text(local, locale)}"
     if isinstance(value, date):
         return _date_text(value, locale)
+    if isinstance(value, time_of_day):
+        return f"{value.hour}:{value.minute:02d}:{value.second:02d}"
     return str(value)
 
 
-def _serial(value: date, time_zone: str) -> float | int:
-    """Days since 1899-12-30 (Google's date-time serial number)."""
+def _serial(value: date | time_of_day, time_zone: str) -> float | int:
+    """Days since 1899-12-30 (Google's date-time serial number); a time of day is a fraction of one."""
+    if isinstance(value, time_of_day):
+        return (value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 1e6) / 86400
     if isinstance(value, datetime):
         return (_local(value, time_zone) - _SERIAL_EPOCH) / timedelta(days=1)
     return (value - _SERIAL_EPOCH.date()).days
+
+
+def _format_number(value: float, kind: str) -> str:
+    """A number in a column formatted as a percentage, a currency or two decimals (en_US style)."""
+    if kind == "PERCENT":
+        return f"{value * 100:.2f}%"
+    if kind == "CURRENCY":
+        return f"${value:,.2f}" if value >= 0 else f"-${-value:,.2f}"
+    return f"{value:.2f}"
+
+
+def _render_as(value: object, kind: str | None, value_render: str, datetime_render: str, book: Any) -> object:
+    """A cell of a column with a number format (``kind``): its numbers shown that way."""
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if numeric and kind in ("PERCENT", "CURRENCY", "NUMBER") and value_render == "FORMATTED_VALUE":
+        return _format_number(float(value), kind)  # type: ignore[arg-type]
+    return _render(value, value_render, datetime_render, book.time_zone, book.locale)
 
 
 def _render(value: object, value_render: str, datetime_render: str, time_zone: str, locale: str = "en_US") -> object:
@@ -416,7 +438,7 @@ def _render(value: object, value_render: str, datetime_render: str, time_zone: s
         return ""
     if value_render == "FORMATTED_VALUE":
         return _format_value(value, time_zone, locale)
-    if isinstance(value, date):
+    if isinstance(value, (date, time_of_day)):
         if datetime_render == "FORMATTED_STRING":
             return _format_value(value, time_zone, locale)
         return _serial(value, time_zone)
@@ -485,6 +507,20 @@ class _Tab:
     hidden: bool = False
     #: ``GRID``, or ``OBJECT`` for a chart sheet (no cells, no ``gridProperties``)
     sheet_type: str = "GRID"
+    #: number formats set on whole columns (1-based): ``(type, pattern)``, e.g. ``("PERCENT", "0.00%")``
+    formats: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+    def number_format(self, col: int, value: object) -> tuple[str, str] | None:
+        """A cell's effective number format: its column's, else the one its value was entered with."""
+        if col in self.formats:
+            return self.formats[col]
+        if isinstance(value, datetime):
+            return ("DATE_TIME", "M/d/yyyy H:mm:ss")
+        if isinstance(value, date):
+            return ("DATE", "M/d/yyyy")
+        if isinstance(value, time_of_day):
+            return ("TIME", "H:mm:ss")
+        return None
 
     def properties(self, index: int) -> dict[str, Any]:
         properties: dict[str, Any] = {
@@ -940,6 +976,15 @@ class SheetsServer:
             tab.put(row, col, value)
             tab.grow(row, col)
 
+    def set_column_format(self, spreadsheet_id: str, sheet: str | int, col: int, kind: str, pattern: str = "") -> None:
+        """
+        Give a whole column (1-based) a number format (``PERCENT``, ``CURRENCY``, ``NUMBER``, ``DATE``,
+        ``TIME``, ``DATE_TIME``, ``TEXT``…), as Format > Number does: its numbers show that way, and
+        ``spreadsheets.get`` with grid data reports it for each of its cells.
+        """
+        with self._lock:
+            self._tab(spreadsheet_id, sheet).formats[col] = (kind, pattern)
+
     def rename_sheet(self, spreadsheet_id: str, old: str | int, new: str) -> None:
         """Rename a tab (``ValueError`` if the new title is taken)."""
         with self._lock:
@@ -1296,6 +1341,16 @@ class SheetsServer:
         result: dict[str, Any] = {"range": format_a1(tab.title, *bounds), "majorDimension": dimension}
         if lines:
             zone, locale = book.time_zone, book.locale
+            if tab.formats and dimension == "ROWS":
+                kinds = [tab.formats.get(col, ("", ""))[0] or None for col in range(col1, col2 + 1)]
+                result["values"] = [
+                    [
+                        _render_as(value, kinds[i] if i < len(kinds) else None, value_render, datetime_render, book)
+                        for i, value in enumerate(cells)
+                    ]
+                    for cells in lines
+                ]
+                return result
             result["values"] = [
                 cells if as_is else [_render(value, value_render, datetime_render, zone, locale) for value in cells]
                 for cells, as_is in zip(lines, rendered, strict=True)
@@ -1313,7 +1368,46 @@ class SheetsServer:
         )
 
     def _api_get(self, spreadsheet_id: str, *, query: dict[str, list[str]], body: bytes) -> tuple[int, dict[str, Any]]:
-        return 200, self._api_book(spreadsheet_id).metadata()
+        book = self._api_book(spreadsheet_id)
+        meta = book.metadata()
+        if query.get("includeGridData", ["false"])[0].lower() != "true" or not query.get("ranges"):
+            return 200, meta
+        # grid data of the requested ranges: the sheets they are on, each with its cells' values and formats
+        sheets = []
+        for range_ in query["ranges"]:
+            tab, a1 = self._resolve(book, range_)
+            row1, col1, row2, col2 = self._bounds(tab, a1)
+            entry = {
+                "properties": tab.properties(book.tabs.index(tab)),
+                "data": [self._grid_data(book, tab, row1, col1, row2, col2)],
+            }
+            sheets.append(entry)
+        meta["sheets"] = sheets
+        return 200, meta
+
+    @staticmethod
+    def _grid_data(book: _Spreadsheet, tab: _Tab, row1: int, col1: int, row2: int, col2: int) -> dict[str, Any]:
+        """``GridData`` of a block: per cell its effective value, formatted value and number format."""
+        row_data = []
+        for row in range(row1, min(row2, len(tab.rows)) + 1):
+            cells = tab.rows[row - 1]
+            values = []
+            for col in range(col1, min(col2, len(cells)) + 1):
+                value = cells[col - 1]
+                cell: dict[str, Any] = {}
+                if not _is_empty(value):
+                    shown = _render_as(
+                        value, (tab.formats.get(col) or ("", ""))[0] or None, "FORMATTED_VALUE", "", book
+                    )
+                    cell["formattedValue"] = shown
+                    number_format = tab.number_format(col, value)
+                    if number_format is not None:
+                        cell["effectiveFormat"] = {
+                            "numberFormat": {"type": number_format[0], "pattern": number_format[1]}
+                        }
+                values.append(cell)
+            row_data.append({"values": values} if values else {})
+        return {"startRow": row1 - 1, "startColumn": col1 - 1, "rowData": row_data}
 
     def _api_values_get(
         self, spreadsheet_id: str, range_: str, *, query: dict[str, list[str]], body: bytes

@@ -55,6 +55,10 @@ DESCRIBE_FIELDS = (
     "properties(title,timeZone,locale),"
     "sheets.properties(sheetId,title,index,sheetType,hidden,gridProperties(rowCount,columnCount))"
 )
+#: What :meth:`SheetsReader.number_formats` needs of ``spreadsheets.get`` with grid data, and how many
+#: of the first data rows it looks at.
+FORMAT_FIELDS = "sheets.data.rowData.values.effectiveFormat.numberFormat.type"
+FORMAT_SAMPLE_ROWS = 20
 #: What a ``values:batchGet`` response needs to carry.
 VALUES_FIELDS = "spreadsheetId,valueRanges(range,majorDimension,values)"
 
@@ -122,13 +126,21 @@ class SheetsConnection:
     impersonation_chain: str | Sequence[str] | None = None
     sheets_quota_per_minute: int | None = None
 
-    def reader(self, value_render_option: str = "FORMATTED_VALUE", tuning: ClientTuning | None = None) -> SheetsReader:
-        """The one way a reader is built (callers get the tuned one from :func:`~.accel.reader`)."""
+    def reader(
+        self, value_render_option: str = "FORMATTED_VALUE", tuning: ClientTuning | None = None, typed: bool = False
+    ) -> SheetsReader:
+        """
+        The one way a reader is built (callers get the tuned one from :func:`~.accel.reader`).
+
+        :param typed: read unformatted values with serial-number date-times (typed values), whatever
+            ``value_render_option`` says.
+        """
         return SheetsReader(
             gcp_conn_id=self.gcp_conn_id,
             api_endpoint=self.api_endpoint or None,
             impersonation_chain=self.impersonation_chain,
-            value_render_option=value_render_option,
+            value_render_option="UNFORMATTED_VALUE" if typed else value_render_option,
+            date_time_render_option="SERIAL_NUMBER" if typed else "FORMATTED_STRING",
             tuning=tuning,
             quota_per_minute=self.sheets_quota_per_minute,
         )
@@ -288,6 +300,36 @@ class SheetsReader:
             column_count=int(grid.get("columnCount", 26)),
             tabs=tabs,
         )
+
+    def number_formats(self, info: SheetInfo, first_row: int, rows: int = FORMAT_SAMPLE_ROWS) -> list[list[str | None]]:
+        """
+        The number format type (``DATE_TIME``, ``PERCENT``…, or ``None``) of each cell of ``rows``
+        rows from ``first_row``, with one ``spreadsheets.get`` (grid data, a ``fields`` mask).
+        """
+        last = min(first_row + rows - 1, info.row_count)
+        if last < first_row:
+            return []
+        block = A1Range.rows(info.title, first_row, last, max(info.column_count, 1))
+        meta = self._call(
+            "read the columns' number formats",
+            info.spreadsheet_id,
+            _get,
+            spreadsheetId=info.spreadsheet_id,
+            ranges=[str(block)],
+            includeGridData=True,
+            fields=FORMAT_FIELDS,
+        )
+        found = []
+        for sheet in meta.get("sheets", [])[:1]:
+            for grid in sheet.get("data", [])[:1]:
+                for row in grid.get("rowData", []):
+                    found.append(
+                        [
+                            cell.get("effectiveFormat", {}).get("numberFormat", {}).get("type")
+                            for cell in row.get("values", [])
+                        ]
+                    )
+        return found
 
     def all_text(self, rows: list[list[Any]]) -> bool:
         """Whether the tuned decoder found every cell of ``rows`` to be a string."""

@@ -168,7 +168,11 @@ def comparison(previous: Watermark, mapper: RowMapper, title: str) -> Comparison
     """How the header changed since ``previous``: not at all, by columns added at the right, or otherwise (a drift)."""
     added = added_fields(previous, mapper)
     if added:
-        return Comparison(RowMapper(previous.fields or []), len(previous.fields or []), tuple(added))
+        width = len(previous.fields or [])
+        old = RowMapper(previous.fields or [])
+        if mapper.types is not None:  # typed values: the old columns as they were typed
+            old.use_types(mapper.types.narrowed(width))
+        return Comparison(old, width, tuple(added))
     return Comparison(mapper, drift=header_change(previous, mapper, title))
 
 

@@ -63,6 +63,8 @@ class LoopResult:
     last_page: PageSpan | None = None
     #: the fingerprints of the last :data:`~.position.RECENT_ROWS` records' values (row -> hash)
     recent: dict[int, str] = field(default_factory=dict)
+    #: typed values: cells kept as their text, disagreeing with their column's number format
+    typed_fallbacks: int = 0
 
     @property
     def handled_row(self) -> int | None:
@@ -130,6 +132,7 @@ def map_page(
             if select is None or select(rows[record.row - first], record.row):
                 append(record)
     finally:
+        result.typed_fallbacks = mapper.fallbacks
         result.rows_seen += seen
         result.selected += len(records)
         result.dead_lettered += len(dead)

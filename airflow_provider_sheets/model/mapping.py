@@ -104,6 +104,10 @@ class RowMapper:
     """
 
     def __init__(self, header: Sequence[Any], key_column: str | None = None) -> None:
+        #: typed values (:meth:`use_types`): each row's cells converted before it is encoded
+        self.types: Any = None
+        #: cells kept as their text because they disagree with their column's number format
+        self.fallbacks = 0
         self.fields = field_names(header)
         self.header_hash = fingerprint(self.fields)
         self._width = len(self.fields)
@@ -118,6 +122,13 @@ class RowMapper:
         self._encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
         self._fast = msgspec.json.Encoder().encode if msgspec is not None else None
         self._row_type = self._struct()
+
+    def use_types(self, types: Any) -> None:
+        """
+        Convert each row with ``types`` (a :class:`~.typed.ColumnTypes`: cells read as unformatted
+        values become typed JSON values) before it is keyed and encoded.
+        """
+        self.types = types
 
     @property
     def keys_by_row(self) -> bool:
@@ -182,12 +193,16 @@ class RowMapper:
         """
         key_index = self._key_index
         plain = _PLAIN_TYPES.issuperset
-        text = all_text
+        types = self.types
+        text = all_text and types is None
         fast = self._fast
         new_record = tuple.__new__
         row_number = first_row - 1
         for cells in rows:
             row_number += 1
+            if types is not None:
+                cells, fell_back = types.row(cells)
+                self.fallbacks += fell_back
             # any() is a quick "not empty" for almost every row; is_empty_row() decides the rest
             if not any(cells) and is_empty_row(cells):
                 yield row_number

@@ -60,6 +60,8 @@ class Watermark:
     run_id: str | None = None
     #: ``[row, hash]`` of the last published rows' records (up to :data:`RECENT_ROWS`, ending at ``last_row``)
     recent_rows: list[list[Any]] | None = None
+    #: typed values: the number format type of each field's column (as read once, kept while the header is)
+    column_types: list[str | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -97,6 +99,7 @@ class Watermark:
             "fields": list(mapper.fields) if mapper else None,
             "last_row_hash": last_hash,
             "recent_rows": [[r, h] for r, h in kept] or None,
+            "column_types": list(mapper.types.kinds) if mapper is not None and mapper.types is not None else None,
             **extra,
         }
         return cls(

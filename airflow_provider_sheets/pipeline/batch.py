@@ -52,7 +52,8 @@ from airflow_provider_sheets.model.position import (
     default_watermark_key,
 )
 from airflow_provider_sheets.model.reconcile import Reconciliation
-from airflow_provider_sheets.model.timestamps import RowSelection
+from airflow_provider_sheets.model.timestamps import RowSelection, sheet_zone
+from airflow_provider_sheets.model.typed import ColumnTypes, column_kinds
 from airflow_provider_sheets.pipeline.drift import on_drift
 from airflow_provider_sheets.pipeline.interval import select_interval, timestamp_column
 from airflow_provider_sheets.pipeline.progress import Checkpointer, Log, Progress
@@ -343,11 +344,27 @@ class BatchRun:
             check_row=check_row,
             check_rows=RECENT_ROWS,
         )
-        mapper = mapper_for(header, s.header_row, info, s.key_column, "header_row")
+        mapper = self.mapper(info, header, previous)
         reading = Reading(before, after_row, mapper, pages)
         if check_row is not None and previous is not None:
             return self.check(info, store, previous, reading)
         return reading
+
+    def mapper(self, info: SheetInfo, header: list[Any], previous: Watermark | None = None) -> RowMapper:
+        """
+        The tab's mapper; with typed values, each column's number format too: as the watermark
+        keeps it while the header is the same (no request), else read once from the first data rows
+        (one ``spreadsheets.get``).
+        """
+        s = self.settings
+        mapper = mapper_for(header, s.header_row, info, s.key_column, "header_row")
+        if not s.typed_values:
+            return mapper
+        kinds = previous.column_types if previous is not None and previous.fields == mapper.fields else None
+        if kinds is None or len(kinds) != len(mapper.fields):
+            kinds = list(column_kinds(self.reader.number_formats(info, s.header_row + 1), len(mapper.fields)))
+        mapper.use_types(ColumnTypes(tuple(kinds), sheet_zone(info.time_zone)))
+        return mapper
 
     def check(self, info: SheetInfo, store: WatermarkStore, previous: Watermark, reading: Reading) -> Reading:
         """
@@ -404,9 +421,7 @@ class BatchRun:
         header, pages = self.reader.read(
             info, after_row, page_size=s.page_size, header_row=s.header_row, max_rows=s.max_rows
         )
-        return Reading(
-            reading.before, after_row, mapper_for(header, s.header_row, info, s.key_column, "header_row"), pages
-        )
+        return Reading(reading.before, after_row, self.mapper(info, header), pages)
 
     def read_interval(self, info: SheetInfo, before: int) -> Reading:
         """
@@ -416,7 +431,7 @@ class BatchRun:
         s, interval = self.settings, self.plan.interval
         assert interval is not None
         header, _ = self.reader.read(info, s.header_row, header_row=s.header_row, max_rows=0)
-        mapper = mapper_for(header, s.header_row, info, s.key_column, "header_row")
+        mapper = self.mapper(info, header)
         column = timestamp_column(info, mapper, s.timestamp_column, s.timestamp_format)
         self.selection = select_interval(self.reader, info, column, s.header_row + 1, interval)
         self.log.info(
@@ -435,7 +450,7 @@ class BatchRun:
         header, pages = self.reader.read(
             info, first - 1, page_size=s.page_size, header_row=s.header_row, max_rows=count
         )
-        again = mapper_for(header, s.header_row, info, s.key_column, "header_row")
+        again = self.mapper(info, header)
         if again.fields != mapper.fields:
             raise SheetsConfigError(
                 f"the header of tab {info.title!r} changed while this backfill read it; nothing was published. "
@@ -459,8 +474,7 @@ class BatchRun:
         header, pages = self.reader.read(
             info, s.header_row, page_size=s.page_size, header_row=s.header_row, max_rows=s.max_rows
         )
-        mapper = mapper_for(header, s.header_row, info, s.key_column, "header_row")
-        return Reading(reading.before, s.header_row, mapper, pages)
+        return Reading(reading.before, s.header_row, self.mapper(info, header), pages)
 
     # -- publish -----------------------------------------------------------------------------------
 
@@ -595,6 +609,7 @@ class BatchRun:
             sheets_requests=self.reader.requests,
             duration_s=round(time.monotonic() - self.started, 3),
             interval=plan.interval,
+            typed_fallbacks=result.typed_fallbacks,
             **self.reconciled(),
         )
         self.log_summary(summary)

@@ -40,6 +40,8 @@ class Summary:
     #: a reconcile run's records already right in the topic (not published again), and tombstones sent
     rows_unchanged: int = 0
     rows_deleted: int = 0
+    #: typed values: cells kept as their text because they disagree with their column's number format
+    typed_fallbacks: int = 0
 
     @property
     def rows_per_s(self) -> float | None:

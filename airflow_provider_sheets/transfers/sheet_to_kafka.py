@@ -128,6 +128,11 @@ class SheetToKafkaOperator(BaseOperator):
     :param fingerprint_topic: a compacted topic where every publishing run writes each record's key
         and the hash of its value (``{"row", "hash"}``): what a reconcile compares the tab with, so
         that it never reads the data topic back. Set it from the first run on. Templated.
+    :param typed_values: record values as typed JSON, whatever the spreadsheet's locale: numbers as
+        numbers, checkboxes as booleans, dates, times and date-times as ISO 8601 (date-times with the
+        spreadsheet's time-zone offset), empty cells as ``null``; read as unformatted values with
+        each column's number format (see :mod:`airflow_provider_sheets.model.typed`). ``False``
+        (today's default): each cell as the sheet shows it.
     """
 
     template_fields: Sequence[str] = (
@@ -187,6 +192,7 @@ class SheetToKafkaOperator(BaseOperator):
         sheets_quota_per_minute: int | None = None,
         reconcile: bool | str = False,
         fingerprint_topic: str | None = None,
+        typed_values: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -225,13 +231,14 @@ class SheetToKafkaOperator(BaseOperator):
         self.sheets_quota_per_minute = sheets_quota_per_minute
         self.reconcile: Any = reconcile
         self.fingerprint_topic = fingerprint_topic
+        self.typed_values = typed_values
 
     @cached_property
     def reader(self) -> SheetsReader:
         """The Sheets reader, built from the checked settings (after templates are rendered)."""
         s = self.settings()
         connection = SheetsConnection(s.gcp_conn_id, s.api_endpoint, s.impersonation_chain, s.sheets_quota_per_minute)
-        return accel.reader(connection, s.value_render_option)
+        return accel.reader(connection, s.value_render_option, typed=s.typed_values)
 
     def settings(self) -> BatchSettings:
         """The arguments as rendered, checked (templates and Params may give strings or ``None``)."""

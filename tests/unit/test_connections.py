@@ -65,7 +65,7 @@ def test_the_watermark_operator_describes_as_the_impersonated_account(monkeypatc
     built = []
 
     class Recorded(sheets.SheetsConnection):
-        def reader(self, value_render_option: str = "FORMATTED_VALUE", tuning=None):
+        def reader(self, value_render_option: str = "FORMATTED_VALUE", tuning=None, typed: bool = False):
             built.append(self)
             raise RuntimeError("stop here: no request is needed")
 

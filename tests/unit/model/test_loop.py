@@ -200,6 +200,7 @@ def test_as_dict_names_every_field():
         "widest",
         "last_page",
         "recent",
+        "typed_fallbacks",
     }
 
 

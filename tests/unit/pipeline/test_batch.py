@@ -199,6 +199,7 @@ def test_a_run_with_nothing_new_produces_nothing_and_leaves_the_watermark(mappin
         "sheets_requests": 4,  # this reader counts both runs: 2 + describe and header-only read
         "rows_unchanged": 0,
         "rows_deleted": 0,
+        "typed_fallbacks": 0,
         "duration_s": 0,
         "rows_per_s": None,
     }
@@ -866,6 +867,7 @@ def test_the_summary_as_xcom(mapping_process):
         "sheets_requests": 3,
         "rows_unchanged": 0,
         "rows_deleted": 0,
+        "typed_fallbacks": 0,
     }
     assert "interval_start" not in xcom
 

@@ -1,0 +1,107 @@
+"""
+Typed values (pure): a cell read as ``UNFORMATTED_VALUE`` with ``SERIAL_NUMBER`` date-times, and its
+column's number format, become the JSON value a consumer can use without knowing the locale.
+
+============================  ===========================================================
+cell (unformatted)             JSON value
+============================  ===========================================================
+empty                          ``null``
+``true`` / ``false``           a boolean (a checkbox)
+a number, column ``DATE``      ``"2026-11-05"``
+a number, column ``TIME``      ``"09:05:03"`` (the fraction of the day)
+a number, ``DATE_TIME``        ``"2026-11-05T09:05:03+01:00"``: the serial number read in the
+                               spreadsheet's time zone, with that zone's offset at that moment
+another number                 an integer when it is whole (any size), else a float
+                               (``NUMBER``, ``PERCENT`` (0.5 for 50 %), ``CURRENCY``, ``SCIENTIFIC``)
+text                           the text; in a ``DATE``/``TIME``/``DATE_TIME``/number column it is
+                               kept and counted as a *fallback* (the cell disagrees with its column)
+============================  ===========================================================
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from airflow_provider_sheets.model.timestamps import SERIAL_EPOCH
+
+#: ``CellFormat.numberFormat.type`` values of the Sheets API.
+DATE, TIME, DATE_TIME = "DATE", "TIME", "DATE_TIME"
+NUMBERS = frozenset({"NUMBER", "PERCENT", "CURRENCY", "SCIENTIFIC"})
+TEMPORAL = frozenset({DATE, TIME, DATE_TIME})
+TEXT = "TEXT"
+
+
+def column_kinds(format_rows: Iterable[Sequence[str | None]], width: int) -> tuple[str | None, ...]:
+    """
+    Each column's number format type: the most common one among the cells of the first data rows
+    that have one (``None``: no format, the "Automatic" one, which numbers and text keep as they are).
+    """
+    counts = [Counter[str]() for _ in range(width)]
+    for row in format_rows:
+        for index, kind in enumerate(row[:width]):
+            if kind:
+                counts[index][kind] += 1
+    return tuple(count.most_common(1)[0][0] if count else None for count in counts)
+
+
+def _number(value: float | int) -> float | int:
+    if isinstance(value, int):
+        return value
+    return int(value) if value.is_integer() else value
+
+
+def _moment(serial: float, zone: ZoneInfo) -> datetime:
+    # to the millisecond: a serial number's double carries about that much of a second
+    moment = SERIAL_EPOCH + timedelta(milliseconds=round(serial * 86_400_000))
+    return moment.replace(tzinfo=zone)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
+
+
+def typed_cell(cell: object, kind: str | None, zone: ZoneInfo) -> tuple[object, bool]:
+    """
+    The JSON value of one cell (see the module's table), and whether it fell back to its text
+    because it disagrees with its column's format.
+    """
+    if cell is None or cell == "":
+        return None, False
+    if isinstance(cell, bool):
+        return cell, False
+    if isinstance(cell, (int, float)):
+        if kind == DATE_TIME:
+            return _iso(_moment(float(cell), zone)), False
+        if kind == DATE:
+            return _moment(float(cell), zone).date().isoformat(), False
+        if kind == TIME:
+            time = _moment(float(cell) % 1, zone).time()
+            return time.isoformat(timespec="milliseconds" if time.microsecond else "seconds"), False
+        return _number(cell), False
+    return cell, kind in TEMPORAL or kind in NUMBERS
+
+
+@dataclass(frozen=True)
+class ColumnTypes:
+    """The number format type of each column of a tab, and the spreadsheet's time zone."""
+
+    kinds: tuple[str | None, ...]
+    zone: ZoneInfo
+
+    def narrowed(self, width: int) -> ColumnTypes:
+        """The types of the first ``width`` columns (the header of an older position)."""
+        return ColumnTypes(self.kinds[:width], self.zone)
+
+    def row(self, cells: Sequence[object]) -> tuple[list[object], int]:
+        """A row's typed cells (as many as it has), and how many fell back to their text."""
+        kinds, zone, fallbacks = self.kinds, self.zone, 0
+        out: list[object] = []
+        for index, cell in enumerate(cells):
+            value, fell_back = typed_cell(cell, kinds[index] if index < len(kinds) else None, zone)
+            out.append(value)
+            fallbacks += fell_back
+        return out, fallbacks

@@ -1,0 +1,61 @@
+"""Typed values (pure): the JSON value of an unformatted cell in a column of a given number format."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from airflow_provider_sheets.model.typed import ColumnTypes, column_kinds, typed_cell
+
+UTC = ZoneInfo("UTC")
+LONDON = ZoneInfo("Europe/London")
+SEOUL = ZoneInfo("Asia/Seoul")
+# 2026-03-29 and 2026-10-25: the clocks change in London (serial 46110 and 46320 are those days)
+MARCH_29, OCTOBER_25 = 46110, 46320
+
+
+@pytest.mark.parametrize(
+    ("cell", "kind", "zone", "value", "fallback"),
+    [
+        pytest.param("", None, UTC, None, False, id="empty"),
+        pytest.param(None, "NUMBER", UTC, None, False, id="missing"),
+        pytest.param(True, None, UTC, True, False, id="checkbox"),
+        pytest.param(False, "TEXT", UTC, False, False, id="checkbox-in-a-text-column"),
+        pytest.param(4, None, UTC, 4, False, id="integer"),
+        pytest.param(4.0, "NUMBER", UTC, 4, False, id="whole-float-is-an-integer"),
+        pytest.param(3.25, "NUMBER", UTC, 3.25, False, id="float"),
+        pytest.param(0.5, "PERCENT", UTC, 0.5, False, id="percent-is-the-fraction"),
+        pytest.param(1234.5, "CURRENCY", UTC, 1234.5, False, id="currency"),
+        pytest.param(2.0**60, "NUMBER", UTC, 1152921504606846976, False, id="integer-above-2-53"),
+        pytest.param(-0.0, None, UTC, 0, False, id="negative-zero"),
+        pytest.param(46331.37850694444, "DATE_TIME", UTC, "2026-11-05T09:05:03+00:00", False, id="date-time"),
+        pytest.param(46331.37850694444, "DATE_TIME", SEOUL, "2026-11-05T09:05:03+09:00", False, id="in-seoul"),
+        pytest.param(MARCH_29 + 0.5, "DATE_TIME", LONDON, "2026-03-29T12:00:00+01:00", False, id="after-spring-dst"),
+        pytest.param(MARCH_29 - 0.5, "DATE_TIME", LONDON, "2026-03-28T12:00:00+00:00", False, id="before-spring-dst"),
+        pytest.param(OCTOBER_25 + 0.5, "DATE_TIME", LONDON, "2026-10-25T12:00:00+00:00", False, id="after-autumn"),
+        pytest.param(0, "DATE_TIME", UTC, "1899-12-30T00:00:00+00:00", False, id="the-epoch"),
+        pytest.param(1.5, "DATE_TIME", UTC, "1899-12-31T12:00:00+00:00", False, id="day-one-and-a-half"),
+        pytest.param(46331.5000001, "DATE_TIME", UTC, "2026-11-05T12:00:00.009+00:00", False, id="milliseconds"),
+        pytest.param(46331, "DATE", UTC, "2026-11-05", False, id="date"),
+        pytest.param(0.378506944, "TIME", UTC, "09:05:03", False, id="time-without-a-date"),
+        pytest.param(46331.75, "TIME", UTC, "18:00:00", False, id="time-of-a-date-time"),
+        pytest.param("n/a", "NUMBER", UTC, "n/a", True, id="text-in-a-number-column"),
+        pytest.param("soon", "DATE_TIME", UTC, "soon", True, id="text-in-a-date-time-column"),
+        pytest.param("hello", None, UTC, "hello", False, id="text"),
+        pytest.param("12", "TEXT", UTC, "12", False, id="digits-in-a-text-column"),
+    ],
+)
+def test_typed_cell(cell, kind, zone, value, fallback):
+    assert typed_cell(cell, kind, zone) == (value, fallback)
+    assert type(typed_cell(cell, kind, zone)[0]) is type(value)
+
+
+def test_column_kinds_take_the_most_common_format_of_the_first_rows():
+    rows = [["DATE_TIME", None, "PERCENT"], ["DATE_TIME", "NUMBER", None], ["TEXT", "NUMBER"]]
+    assert column_kinds(rows, 4) == ("DATE_TIME", "NUMBER", "PERCENT", None)
+
+
+def test_a_row_counts_its_fallbacks():
+    types = ColumnTypes(("DATE_TIME", "NUMBER", None), UTC)
+    assert types.row([46331.5, "lots", "x", 7]) == (["2026-11-05T12:00:00+00:00", "lots", "x", 7], 1)
