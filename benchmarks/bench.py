@@ -728,6 +728,15 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
                     result = bench.child("incremental", "operator", spec)
                     result["server"] = _server_stats(server)
                     result["appended_rows"] = [first, last]
+            if args.typed:  # the same first load with typed values, beside the formatted one of the same run
+                typed_kwargs = {**(operator_extra["operator_kwargs"] or {}), "typed_values": True}
+
+                def typed_spec(run: int) -> dict[str, Any]:
+                    server.call("reset")
+                    spec = {**base, **operator_extra, "spreadsheet_id": SPREADSHEET_ID, "topic": _topic(broker)}
+                    return {**spec, "operator_kwargs": typed_kwargs, "profile": None}
+
+                bench.repeated("operator_typed", "operator", typed_spec)
             if wanted("operator_small"):
                 spec = {**base, **operator_extra, "spreadsheet_id": SMALL_ID, "topic": _topic(broker), "profile": None}
                 bench.child("operator_small", "operator", spec)
@@ -822,6 +831,12 @@ def summarize(
         checks["operator whole task vs hook whole task >= 2.5"] = operator.get("task_vs_hook_async")
         checks["operator_vs_raw >= 0.7"] = operator.get("vs_raw")
         checks["operator_rss_over_noop_mb <= 100"] = operator.get("rss_over_noop_mb")
+    if "operator" in results and "operator_typed" in results:
+        typed = results["operator_typed"]
+        checks["operator_typed / operator rows/s >= 0.8"] = _ratio(
+            typed["rows_per_s"], results["operator"]["rows_per_s"]
+        )
+        checks["operator_typed_rss_over_noop_mb <= 100"] = typed.get("rss_over_noop_mb")
     if "operator" in results and "operator_small" in results and noop:
         big, small = results["operator"]["rss_over_noop_mb"], results["operator_small"]["rss_over_noop_mb"]
         checks["rss_over_noop big/small (flat: <= 1.2)"] = _ratio(max(big, 1.0), max(small, 1.0))
@@ -1036,6 +1051,11 @@ def main(argv: list[str] | None = None) -> None:
         "--log-level",
         default="WARNING",
         help="Airflow's logging level in every task (at INFO, ProduceToTopicOperator logs one line per record)",
+    )
+    parser.add_argument(
+        "--typed",
+        action="store_true",
+        help="also run the first load with typed_values=True (operator_typed) and compare it with the formatted one",
     )
     parser.add_argument(
         "--quota",

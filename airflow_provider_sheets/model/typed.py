@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -85,12 +84,21 @@ def typed_cell(cell: object, kind: str | None, zone: ZoneInfo) -> tuple[object, 
     return cell, kind in TEMPORAL or kind in NUMBERS
 
 
-@dataclass(frozen=True)
 class ColumnTypes:
     """The number format type of each column of a tab, and the spreadsheet's time zone."""
 
-    kinds: tuple[str | None, ...]
-    zone: ZoneInfo
+    def __init__(self, kinds: tuple[str | None, ...], zone: ZoneInfo) -> None:
+        self.kinds = kinds
+        self.zone = zone
+        #: per column: whether text in it disagrees with its format (a number or date column)
+        self._strict = tuple(kind in TEMPORAL or kind in NUMBERS for kind in kinds)
+        self._loose = not any(self._strict)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ColumnTypes) and (self.kinds, self.zone) == (other.kinds, other.zone)
+
+    def __repr__(self) -> str:
+        return f"ColumnTypes({self.kinds!r}, {self.zone.key!r})"
 
     def narrowed(self, width: int) -> ColumnTypes:
         """The types of the first ``width`` columns (the header of an older position)."""
@@ -98,10 +106,17 @@ class ColumnTypes:
 
     def row(self, cells: Sequence[object]) -> tuple[list[object], int]:
         """A row's typed cells (as many as it has), and how many fell back to their text."""
-        kinds, zone, fallbacks = self.kinds, self.zone, 0
+        if self._loose and "" not in cells and all(type(cell) is str for cell in cells):
+            return list(cells), 0  # text in columns without a number format: as it is
+        kinds, strict, zone, fallbacks = self.kinds, self._strict, self.zone, 0
+        width = len(kinds)
         out: list[object] = []
         for index, cell in enumerate(cells):
-            value, fell_back = typed_cell(cell, kinds[index] if index < len(kinds) else None, zone)
+            if type(cell) is str and cell:  # most cells: text stays text
+                out.append(cell)
+                fallbacks += index < width and strict[index]
+                continue
+            value, fell_back = typed_cell(cell, kinds[index] if index < width else None, zone)
             out.append(value)
             fallbacks += fell_back
         return out, fallbacks

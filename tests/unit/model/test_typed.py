@@ -59,3 +59,17 @@ def test_column_kinds_take_the_most_common_format_of_the_first_rows():
 def test_a_row_counts_its_fallbacks():
     types = ColumnTypes(("DATE_TIME", "NUMBER", None), UTC)
     assert types.row([46331.5, "lots", "x", 7]) == (["2026-11-05T12:00:00+00:00", "lots", "x", 7], 1)
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [(None, None, None), ("DATE_TIME", "NUMBER", None), ("TEXT", "PERCENT", "DATE")],
+    ids=["loose", "forms-like", "mixed"],
+)
+def test_a_row_is_each_cell_typed_on_its_own(kinds):
+    """Parity of :meth:`ColumnTypes.row` (its fast paths for text) with :func:`typed_cell` cell by cell."""
+    rows = [["a", "b", "c"], ["a", "", "c"], [46331.5, "x", 3], ["", None, True], ["t", 2.0], ["a", "b", "c", "d"], []]
+    types = ColumnTypes(kinds, UTC)
+    for cells in rows:
+        expected = [typed_cell(cell, kinds[i] if i < len(kinds) else None, UTC) for i, cell in enumerate(cells)]
+        assert types.row(cells) == ([value for value, _ in expected], sum(fell for _, fell in expected))
