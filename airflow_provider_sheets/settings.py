@@ -164,6 +164,7 @@ class BatchSettings:
     reconcile: bool = False
     fingerprint_topic: str | None = None
     typed_values: bool = False
+    event_time_column: str | None = None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -192,6 +193,7 @@ class BatchSettings:
             "api_endpoint",
             "timestamp_format",
             "fingerprint_topic",
+            "event_time_column",
         ):
             v[name] = as_optional_text(name, v[name])
         for name in ("flush_timeout", "lease_ttl"):
@@ -202,6 +204,10 @@ class BatchSettings:
         v["delivery"] = as_choice("delivery", v["delivery"], DELIVERIES)
         v["on_drift"] = as_choice("on_drift", v["on_drift"], DRIFT_POLICIES)
         v["value_render_option"] = as_choice("value_render_option", v["value_render_option"], RENDER_OPTIONS)
+        if v["event_time_column"] and not v["typed_values"]:
+            raise SheetsConfigError(
+                "event_time_column reads the column's date-times as serial numbers: it needs typed_values=True"
+            )
         if v["typed_values"] and v["value_render_option"] != RENDER_OPTIONS[0]:
             raise SheetsConfigError(
                 f"typed_values reads the cells' values and number formats itself; value_render_option="

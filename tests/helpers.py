@@ -17,6 +17,9 @@ class Message:
     headers: dict[str, str]
     partition: int
     offset: int
+    #: the record's timestamp in epoch ms, and whether it is a CreateTime (the producer's)
+    timestamp: int = 0
+    create_time: bool = False
 
     @property
     def row(self) -> int:
@@ -38,7 +41,7 @@ def consume_all(
     broker of a laptop without Java, reports wrong ones); with ``expected``, waits up to ``timeout`` for at
     least that many records first, then ``idle`` more to catch any extra (duplicate) record.
     """
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer, TopicPartition
 
     consumer = Consumer(
         {
@@ -72,6 +75,8 @@ def consume_all(
                     headers={k: v.decode("utf-8") for k, v in (msg.headers() or [])},
                     partition=msg.partition(),
                     offset=msg.offset(),
+                    timestamp=msg.timestamp()[1],
+                    create_time=msg.timestamp()[0] == TIMESTAMP_CREATE_TIME,
                 )
             )
         return sorted(out, key=lambda m: (m.row, m.partition, m.offset))

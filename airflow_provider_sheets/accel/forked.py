@@ -68,7 +68,7 @@ class PageMessage:
     the page is complete (``False``: the rows before a failure).
     """
 
-    records: list[tuple[int, bytes, bytes]]
+    records: list[tuple[int, bytes, bytes, int]]
     dead: list[tuple[int, str, list[Any]]]
     result: dict[str, Any]
     fields: list[str] | None

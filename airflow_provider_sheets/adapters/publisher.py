@@ -213,12 +213,16 @@ class Publisher:
             ) from None
         self.in_transaction = True
 
-    def send(self, key: bytes, value: bytes | None, headers: Headers, topic: str | None = None) -> None:
+    def send(
+        self, key: bytes, value: bytes | None, headers: Headers, topic: str | None = None, timestamp: int = _NOW
+    ) -> None:
         """Queue one record (to ``topic``, default the publisher's); waits for room when the queue is full."""
         producer = self.producer
         while True:
             try:
-                producer.produce(topic or self.topic, value, key, _ANY_PARTITION, self._callback, None, _NOW, headers)
+                producer.produce(
+                    topic or self.topic, value, key, _ANY_PARTITION, self._callback, None, timestamp, headers
+                )
                 break
             except BufferError:  # the queue is full: serve reports and give the broker threads a moment
                 producer.poll(0.005)
@@ -228,22 +232,23 @@ class Publisher:
         if self.error_count:
             self.abort(f"{self.error_count} record(s) failed to deliver while producing")
 
-    def send_many(self, messages: Iterable[tuple[bytes, bytes, Headers]], topic: str | None = None) -> None:
+    def send_many(self, messages: Iterable[tuple[bytes, bytes, Headers, int]], topic: str | None = None) -> None:
         """
-        Queue ``(key, value, headers)`` messages to ``topic`` (default the publisher's): :meth:`send`
-        for a page, without a Python call per record.
+        Queue ``(key, value, headers, timestamp)`` messages to ``topic`` (default the publisher's):
+        :meth:`send` for a page, without a Python call per record. ``timestamp``: the record's
+        CreateTime in epoch ms (0: now).
         """
         produce, topic, callback = self.producer.produce, topic or self.topic, self._callback
         sent = 0
         try:
-            for key, value, headers in messages:
+            for key, value, headers, timestamp in messages:
                 try:
-                    produce(topic, value, key, _ANY_PARTITION, callback, None, _NOW, headers)
+                    produce(topic, value, key, _ANY_PARTITION, callback, None, timestamp, headers)
                     sent += 1
                 except (BufferError, KafkaException):  # no room yet, or a fatal error: send() handles both
                     self.produced += sent
                     sent = 0
-                    self.send(key, value, headers, topic)
+                    self.send(key, value, headers, topic, timestamp)
         finally:
             self.produced += sent
         if self.error_count:

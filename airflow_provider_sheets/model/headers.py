@@ -18,6 +18,8 @@ from airflow_provider_sheets.model.mapping import Record, RowMappingError
 from airflow_provider_sheets.model.sheet import SheetInfo
 
 Headers = list[tuple[str, bytes]]
+#: what the publisher produces: ``(key, value, headers, timestamp)``, the timestamp in epoch ms (0: now)
+Message = tuple[bytes, bytes, Headers, int]
 
 SPREADSHEET_ID = "sheets.spreadsheet_id"
 SHEET_NAME = "sheets.sheet_name"
@@ -83,22 +85,23 @@ class RecordHeaders:
     #: rows up to this one were published before: their records are updates, the others inserts
     published_through: int = 0
 
-    def messages(self, records: Iterable[Record]) -> list[tuple[bytes, bytes, Headers]]:
-        """``(key, value, headers)`` of each record: what the publisher produces for a page."""
+    def messages(self, records: Iterable[Record]) -> list[Message]:
+        """``(key, value, headers, timestamp)`` of each record: what the publisher produces for a page."""
         static, by_row, through = self.static, self.keys_by_row, self.published_through
         return [
             (
                 key,
                 value,
                 [*static, (ROW, key if by_row else row_number(row)), (CHANGE, UPDATE if row <= through else INSERT)],
+                stamp,
             )
-            for row, key, value in records
+            for row, key, value, stamp in records
         ]
 
-    def message(self, record: Record, change: bytes) -> tuple[bytes, bytes, Headers]:
-        """One record's ``(key, value, headers)``, saying it is ``change`` (a reconcile run's decision)."""
-        row, key, value = record
-        return key, value, [*self.static, (ROW, key if self.keys_by_row else row_number(row)), (CHANGE, change)]
+    def message(self, record: Record, change: bytes) -> Message:
+        """One record's ``(key, value, headers, timestamp)``, saying it is ``change`` (a reconcile run's decision)."""
+        row, key, value, stamp = record
+        return key, value, [*self.static, (ROW, key if self.keys_by_row else row_number(row)), (CHANGE, change)], stamp
 
     def tombstone(self, key: bytes, row: int) -> tuple[bytes, None, Headers]:
         """The tombstone of ``key``, last published from sheet row ``row``: that row no longer exists."""

@@ -88,11 +88,12 @@ def is_empty_row(row: Sequence[Any]) -> bool:
 
 
 class Record(NamedTuple):
-    """One Kafka record for one sheet row."""
+    """One Kafka record for one sheet row; ``timestamp``: its event time in ms (0: the publish time)."""
 
     row: int
     key: bytes
     value: bytes
+    timestamp: int = 0
 
 
 class RowMapper:
@@ -108,6 +109,8 @@ class RowMapper:
         self.types: Any = None
         #: cells kept as their text because they disagree with their column's number format
         self.fallbacks = 0
+        #: typed values: the column whose date-time is each record's event time (:meth:`use_types`)
+        self.event_index: int | None = None
         self.fields = field_names(header)
         self.header_hash = fingerprint(self.fields)
         self._width = len(self.fields)
@@ -123,12 +126,14 @@ class RowMapper:
         self._fast = msgspec.json.Encoder().encode if msgspec is not None else None
         self._row_type = self._struct()
 
-    def use_types(self, types: Any) -> None:
+    def use_types(self, types: Any, event_index: int | None = None) -> None:
         """
         Convert each row with ``types`` (a :class:`~.typed.ColumnTypes`: cells read as unformatted
-        values become typed JSON values) before it is keyed and encoded.
+        values become typed JSON values) before it is keyed and encoded; with ``event_index``, the
+        date-time in that column is the record's timestamp.
         """
         self.types = types
+        self.event_index = event_index
 
     @property
     def keys_by_row(self) -> bool:
@@ -198,9 +203,13 @@ class RowMapper:
         fast = self._fast
         new_record = tuple.__new__
         row_number = first_row - 1
+        event = self.event_index
         for cells in rows:
             row_number += 1
+            stamp = 0
             if types is not None:
+                if event is not None:
+                    stamp = types.event_ms(cells, event)
                 cells, fell_back = types.row(cells)
                 self.fallbacks += fell_back
             # any() is a quick "not empty" for almost every row; is_empty_row() decides the rest
@@ -223,7 +232,7 @@ class RowMapper:
             row_type = self._row_type
             simple = row_type is not None and (text or plain(map(type, cells)))
             value = fast(row_type(*cells)) if simple else self._encode(cells)
-            yield new_record(Record, (row_number, key, value))
+            yield new_record(Record, (row_number, key, value, stamp))
 
 
 def _json_float(value: float) -> Any:

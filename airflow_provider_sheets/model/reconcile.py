@@ -67,9 +67,9 @@ class Reconciliation:
         """
         ``INSERT``, ``UPDATE``, or ``None`` when the topic already holds this value under this key.
 
-        :param record: a :class:`Record` or a plain ``(row, key, value)`` tuple (the forked path's).
+        :param record: a :class:`Record` or a plain ``(row, key, value, timestamp)`` tuple (the forked path's).
         """
-        _, key, value = record
+        key, value = record[1], record[2]
         self.seen.add(key)
         before = self.known.get(key)
         if before is None:

@@ -104,6 +104,13 @@ class ColumnTypes:
         """The types of the first ``width`` columns (the header of an older position)."""
         return ColumnTypes(self.kinds[:width], self.zone)
 
+    def event_ms(self, cells: Sequence[object], index: int) -> int:
+        """The date-time in column ``index`` of a row (unformatted) as epoch milliseconds; 0 when it has none."""
+        cell = cells[index] if index < len(cells) else None
+        if type(cell) not in (int, float) or index >= len(self.kinds) or self.kinds[index] != DATE_TIME:
+            return 0
+        return round(_moment(float(cell), self.zone).timestamp() * 1000)  # type: ignore[arg-type]
+
     def row(self, cells: Sequence[object]) -> tuple[list[object], int]:
         """A row's typed cells (as many as it has), and how many fell back to their text."""
         if self._loose and "" not in cells and all(type(cell) is str for cell in cells):

@@ -52,7 +52,7 @@ from airflow_provider_sheets.model.position import (
     default_watermark_key,
 )
 from airflow_provider_sheets.model.reconcile import Reconciliation
-from airflow_provider_sheets.model.timestamps import RowSelection, sheet_zone
+from airflow_provider_sheets.model.timestamps import RowSelection, sheet_zone, timestamp_field
 from airflow_provider_sheets.model.typed import ColumnTypes, column_kinds
 from airflow_provider_sheets.pipeline.drift import on_drift
 from airflow_provider_sheets.pipeline.interval import select_interval, timestamp_column
@@ -363,8 +363,21 @@ class BatchRun:
         kinds = previous.column_types if previous is not None and previous.fields == mapper.fields else None
         if kinds is None or len(kinds) != len(mapper.fields):
             kinds = list(column_kinds(self.reader.number_formats(info, s.header_row + 1), len(mapper.fields)))
-        mapper.use_types(ColumnTypes(tuple(kinds), sheet_zone(info.time_zone)))
+        mapper.use_types(ColumnTypes(tuple(kinds), sheet_zone(info.time_zone)), self.event_index(info, mapper))
         return mapper
+
+    def event_index(self, info: SheetInfo, mapper: RowMapper) -> int | None:
+        """The column whose date-time is each record's Kafka timestamp: ``event_time_column``, else Forms' timestamp."""
+        s = self.settings
+        name = s.event_time_column or timestamp_field(mapper.fields, s.timestamp_column)
+        if name is None:
+            return None
+        if name not in mapper.fields:
+            raise SheetsConfigError(
+                f"event_time_column {name!r} is not a header of tab {info.title!r}; the headers are: "
+                f"{', '.join(repr(f) for f in mapper.fields)}."
+            )
+        return mapper.fields.index(name)
 
     def check(self, info: SheetInfo, store: WatermarkStore, previous: Watermark, reading: Reading) -> Reading:
         """

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_sheets.adapters.publisher import Publisher
-from airflow_provider_sheets.model.headers import Headers, RecordHeaders
+from airflow_provider_sheets.model.headers import Message, RecordHeaders
 from airflow_provider_sheets.model.loop import LoopResult
 from airflow_provider_sheets.model.mapping import Record, RowMappingError
 from airflow_provider_sheets.model.reconcile import Reconciliation, fingerprint_value
@@ -57,7 +57,7 @@ class PublishSink:
             messages = [self.headers.message(record, change) for record, change in changes if change is not None]
         self.publisher.send_many(messages)
         if self.fingerprint_topic:
-            prints: list[tuple[bytes, bytes, Headers]] = [(k, fingerprint_value(r, v), []) for r, k, v in records]
+            prints: list[Message] = [(k, fingerprint_value(r, v), [], 0) for r, k, v, _ in records]
             self.publisher.send_many(prints, topic=self.fingerprint_topic)
         self.published += len(records)
 
@@ -90,7 +90,7 @@ class PreviewSink:
         return None
 
     def records(self, records: Sequence[Record]) -> None:
-        for row, key, value in records[: DRY_RUN_PREVIEW - len(self.lines)]:
+        for row, key, value, _ in records[: DRY_RUN_PREVIEW - len(self.lines)]:
             self.lines.append(f"row {row} key={key.decode()} {value.decode()[:300]}")
 
     def page_done(self, result: LoopResult) -> None:

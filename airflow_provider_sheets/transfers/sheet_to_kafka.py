@@ -133,6 +133,10 @@ class SheetToKafkaOperator(BaseOperator):
         spreadsheet's time-zone offset), empty cells as ``null``; read as unformatted values with
         each column's number format (see :mod:`airflow_provider_sheets.model.typed`). ``False``
         (today's default): each cell as the sheet shows it.
+    :param event_time_column: with ``typed_values``, the column whose date-time becomes each
+        record's Kafka timestamp (CreateTime): the submission time, for consumers that window on
+        event time; default: the ``timestamp_column`` (Forms' ``Timestamp``) when the tab has it.
+        Rows without a date-time there keep the publish time.
     """
 
     template_fields: Sequence[str] = (
@@ -193,6 +197,7 @@ class SheetToKafkaOperator(BaseOperator):
         reconcile: bool | str = False,
         fingerprint_topic: str | None = None,
         typed_values: bool = False,
+        event_time_column: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -232,6 +237,7 @@ class SheetToKafkaOperator(BaseOperator):
         self.reconcile: Any = reconcile
         self.fingerprint_topic = fingerprint_topic
         self.typed_values = typed_values
+        self.event_time_column = event_time_column
 
     @cached_property
     def reader(self) -> SheetsReader:

@@ -616,7 +616,7 @@ def test_a_page_sent_at_once_waits_for_room_and_loses_nothing(spare_broker, monk
     use_kafka(monkeypatch, own.bootstrap_servers, "kafka_page")
     tiny_queue = {"queue.buffering.max.messages": 5}
     publisher = Publisher(name, "kafka_page", flush_timeout=30, producer_config=tiny_queue)
-    rows = [(row, (str(row) if keys_are_rows else f"k{row}").encode(), b'{"n":%d}' % row) for row in range(2, 52)]
+    rows = [(row, (str(row) if keys_are_rows else f"k{row}").encode(), b'{"n":%d}' % row, 0) for row in range(2, 52)]
     try:
         publisher.check_topic()
         own.freeze()

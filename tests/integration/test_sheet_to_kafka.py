@@ -184,3 +184,27 @@ def test_tab_not_found_lists_the_tabs(connections, sheets_server, topic):
         spreadsheet_id=sid, sheet_name="Responses", topic=topic, api_endpoint=connections["api_endpoint"]
     )
     assert result.state == "failed"
+
+
+def test_typed_values_and_event_time_on_apache_kafka(connections, sheets_server, broker, topic):
+    """A German form, typed: the values as JSON types, each record's CreateTime the submission time."""
+    from datetime import datetime, timezone
+
+    sid = f"typed-{uuid.uuid4().hex[:8]}"
+    rows = [[datetime(2026, 11, 5, 9, 5, 3), "Ann", 4, True], [datetime(2026, 11, 5, 14, 30, 0), "Bob", 2.5, False]]
+    sheets_server.create_spreadsheet(
+        sid, {"Formularantworten 1": [["Zeitstempel", "Name", "Note", "Ja"], *rows]}, locale="de_DE",
+        time_zone="Europe/Berlin",
+    )  # fmt: skip
+    result = run_operator(spreadsheet_id=sid, topic=topic, api_endpoint=connections["api_endpoint"], typed_values=True)
+    assert result.state == "success"
+    messages = consume_all(broker.bootstrap_servers, topic, expected=2)
+    assert [m.value for m in messages] == [
+        {"Zeitstempel": "2026-11-05T09:05:03+01:00", "Name": "Ann", "Note": 4, "Ja": True},
+        {"Zeitstempel": "2026-11-05T14:30:00+01:00", "Name": "Bob", "Note": 2.5, "Ja": False},
+    ]
+    assert all(m.create_time for m in messages)
+    assert [m.timestamp for m in messages] == [
+        int(datetime(2026, 11, 5, 8, 5, 3, tzinfo=timezone.utc).timestamp() * 1000),
+        int(datetime(2026, 11, 5, 13, 30, tzinfo=timezone.utc).timestamp() * 1000),
+    ]

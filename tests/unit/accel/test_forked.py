@@ -58,7 +58,7 @@ class Recorder:
         if self.fail is not None:
             raise self.fail
         messages = self.headers.messages(records)
-        for record, (key, value, headers) in zip(records, messages, strict=True):
+        for record, (key, value, headers, _) in zip(records, messages, strict=True):
             assert (key, value) == (record[1], record[2])
             self.events.append(("record", tuple(record), headers))
 

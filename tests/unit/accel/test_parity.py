@@ -172,6 +172,6 @@ def test_a_row_that_cannot_be_mapped_fails_the_same_way_after_the_same_records(w
 
     # the failing page's record before the bad row (row 10) is handed over, the page is not done
     assert out[-1][0] == "records"
-    assert [key for key, _, _ in out[-1][1]] == [b"10"]
+    assert [message[0] for message in out[-1][1]] == [b"10"]
     assert [kind for kind, _ in out].count("page_done") == 2
     assert error.result.last_row == 10

@@ -90,13 +90,14 @@ def test_messages_carry_the_row_number_as_sheets_row_in_both_key_modes(key_colum
     static = [("sheets.spreadsheet_id", b"s"), ("airflow.dag_id", b"d")]
     record_headers = RecordHeaders(static, keys_by_row=key_column is None, published_through=43)
     messages = record_headers.messages(records)
-    assert [key for key, _, _ in messages] == keys
-    assert [value for _, value, _ in messages] == [r.value for r in records]
+    assert [m[0] for m in messages] == keys
+    assert [m[1] for m in messages] == [r.value for r in records]
     changes = {41: b"update", 43: b"update", 44: b"insert"}  # rows up to 43 were published before
-    assert [hdrs for _, _, hdrs in messages] == [
+    assert [m[2] for m in messages] == [
         [*static, ("sheets.row", str(r.row).encode()), ("sheets.change", changes[r.row])] for r in records
     ]
-    assert [published_row(dict(hdrs)) for _, _, hdrs in messages] == [41, 43, 44]
+    assert [published_row(dict(m[2])) for m in messages] == [41, 43, 44]
+    assert [m[3] for m in messages] == [0, 0, 0], "no event time: the publish time"
 
 
 def test_messages_take_plain_tuples_as_the_forked_path_hands_them_over():

@@ -225,6 +225,8 @@ class Sent:
     key: bytes
     value: bytes
     headers: list[tuple[str, bytes]]
+    #: the record's CreateTime in epoch ms (0: the publish time)
+    timestamp: int = 0
 
     @property
     def header(self) -> dict[str, bytes]:
@@ -272,7 +274,7 @@ class FakePublisher:
 
     def send_many(self, messages, topic: str | None = None) -> None:
         name = topic or self.topic
-        batch = [Sent(name, key, value, list(headers)) for key, value, headers in messages]
+        batch = [Sent(name, key, value, list(headers), stamp) for key, value, headers, stamp in messages]
         self.sent.extend(batch)
         self.journal.append(("publisher.send_many", name, len(batch)))
         self.produced += len(batch)

@@ -143,5 +143,5 @@ def test_preview_sink_ignores_dead_letters_and_passes_pages_on():
 
 def test_preview_sink_takes_plain_tuples_as_the_forked_path_hands_them_over():
     sink = PreviewSink()
-    sink.records([(2, b"2", b"{}")])  # type: ignore[list-item]
+    sink.records([(2, b"2", b"{}", 0)])  # type: ignore[list-item]
     assert sink.lines == ["row 2 key=2 {}"]

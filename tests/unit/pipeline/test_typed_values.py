@@ -6,7 +6,7 @@ en_US and de_DE gives the same typed records; number formats are read once and k
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 
 import pytest
 
@@ -90,3 +90,28 @@ def test_a_column_added_under_typed_values_does_not_make_published_rows_look_edi
     server.set_cell(SPREADSHEET_ID, TAB, 3, len(HEADER) + 1, "done")
     h.run(RUN, sheet_name=TAB, typed_values=True, mapping_process=False)
     assert h.publisher.sent == []
+
+
+def test_the_submission_time_is_each_records_kafka_timestamp(server):
+    h = _harness(server, "de_DE", "Europe/Berlin")
+    server.append_rows(SPREADSHEET_ID, TAB, [["", "No time", 1]])
+    h.run(RUN, sheet_name=TAB, typed_values=True, mapping_process=False)
+    stamps = [sent.timestamp for sent in h.publisher.sent]
+    # 09:05:03 and 14:30:00 in Berlin (UTC+1 in November); the row without a timestamp: the publish time (0)
+    assert stamps == [
+        int(datetime(2026, 11, 5, 8, 5, 3, tzinfo=timezone.utc).timestamp() * 1000),
+        int(datetime(2026, 11, 5, 13, 30, 0, tzinfo=timezone.utc).timestamp() * 1000),
+        0,
+    ]
+
+
+def test_an_event_time_column_that_is_not_a_header_is_named(server):
+    h = _harness(server, "en_US", "Etc/UTC")
+    with pytest.raises(SheetsConfigError, match="event_time_column 'Submitted' is not a header of tab 'Responses'"):
+        h.run(RUN, sheet_name=TAB, typed_values=True, event_time_column="Submitted", mapping_process=False)
+
+
+def test_an_event_time_column_needs_typed_values(server):
+    h = _harness(server, "en_US", "Etc/UTC")
+    with pytest.raises(SheetsConfigError, match="event_time_column reads the column's date-times as serial numbers"):
+        h.run(RUN, sheet_name=TAB, event_time_column="Timestamp", mapping_process=False)
