@@ -15,6 +15,8 @@ from airflow_provider_sheets.errors import SheetsConfigError
 from airflow_provider_sheets.model.checks import DRIFT_POLICIES
 from airflow_provider_sheets.model.sheet import RENDER_OPTIONS
 
+#: ``value_format``: ``{field: value}`` JSON, or the same JSON as a CloudEvent's data (binary mode)
+VALUE_FORMATS = ("json", "cloudevents")
 AT_LEAST_ONCE = "at_least_once"
 EXACTLY_ONCE = "exactly_once"
 DELIVERIES = (AT_LEAST_ONCE, EXACTLY_ONCE)
@@ -165,6 +167,7 @@ class BatchSettings:
     fingerprint_topic: str | None = None
     typed_values: bool = False
     event_time_column: str | None = None
+    value_format: str = "json"
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -203,6 +206,7 @@ class BatchSettings:
             v[name] = as_non_negative(name, v[name])
         v["delivery"] = as_choice("delivery", v["delivery"], DELIVERIES)
         v["on_drift"] = as_choice("on_drift", v["on_drift"], DRIFT_POLICIES)
+        v["value_format"] = as_choice("value_format", v["value_format"], VALUE_FORMATS)
         v["value_render_option"] = as_choice("value_render_option", v["value_render_option"], RENDER_OPTIONS)
         if v["event_time_column"] and not v["typed_values"]:
             raise SheetsConfigError(

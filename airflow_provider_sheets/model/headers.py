@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_sheets.model.mapping import Record, RowMappingError
@@ -59,6 +60,26 @@ def provenance(spreadsheet_id: str, info: SheetInfo, header_hash: str) -> Header
     ]
 
 
+#: the CloudEvents ``type`` of a record, by its ``sheets.change``
+EVENT_TYPES = {INSERT: b"com.google.sheets.row.inserted", UPDATE: b"com.google.sheets.row.updated"}
+
+
+def cloudevents(spreadsheet_id: str, info: SheetInfo) -> Headers:
+    """
+    The headers of the CloudEvents Kafka protocol binding, binary mode, that every record of a tab
+    shares (``ce_id``, ``ce_type`` and ``ce_time`` are added per record): the value is the event's
+    JSON data.
+    """
+    source = f"//sheets.googleapis.com/spreadsheets/{spreadsheet_id}/sheets/{info.sheet_id}"
+    return [("ce_specversion", b"1.0"), ("ce_source", source.encode()), ("content-type", b"application/json")]
+
+
+def event_time(stamp: int) -> bytes:
+    """``ce_time``: the record's event time (epoch ms; 0: now), RFC 3339 in UTC."""
+    moment = datetime.fromtimestamp(stamp / 1000, timezone.utc) if stamp else datetime.now(timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z").encode()
+
+
 def airflow_run(dag_id: str, run_id: str, run_type: str, task_id: str, try_number: object) -> Headers:
     """The ``airflow.*`` headers: the task attempt that published a record."""
     return [
@@ -84,10 +105,14 @@ class RecordHeaders:
     keys_by_row: bool = True
     #: rows up to this one were published before: their records are updates, the others inserts
     published_through: int = 0
+    #: CloudEvents: each record also gets ``ce_id`` (this prefix and its row), ``ce_type`` and ``ce_time``
+    event_ids: bytes | None = None
 
     def messages(self, records: Iterable[Record]) -> list[Message]:
         """``(key, value, headers, timestamp)`` of each record: what the publisher produces for a page."""
         static, by_row, through = self.static, self.keys_by_row, self.published_through
+        if self.event_ids is not None:
+            return [self.message(record, UPDATE if record[0] <= through else INSERT) for record in records]
         return [
             (
                 key,
@@ -101,7 +126,15 @@ class RecordHeaders:
     def message(self, record: Record, change: bytes) -> Message:
         """One record's ``(key, value, headers, timestamp)``, saying it is ``change`` (a reconcile run's decision)."""
         row, key, value, stamp = record
-        return key, value, [*self.static, (ROW, key if self.keys_by_row else row_number(row)), (CHANGE, change)], stamp
+        number = key if self.keys_by_row else row_number(row)
+        headers = [*self.static, (ROW, number), (CHANGE, change)]
+        if self.event_ids is not None:
+            headers += [
+                ("ce_id", self.event_ids + number),
+                ("ce_type", EVENT_TYPES[change]),
+                ("ce_time", event_time(stamp)),
+            ]
+        return key, value, headers, stamp
 
     def tombstone(self, key: bytes, row: int) -> tuple[bytes, None, Headers]:
         """The tombstone of ``key``, last published from sheet row ``row``: that row no longer exists."""

@@ -525,6 +525,11 @@ class BatchRun:
         static = headers.provenance(s.spreadsheet_id, info, mapper.header_hash)
         if s.airflow_headers:
             static += headers.airflow_run(run.dag_id, run.run_id, self.plan.run_type, run.task_id, run.try_number)
+        if s.value_format == "cloudevents":
+            ids = f"{s.spreadsheet_id}/{info.sheet_id}/".encode()
+            return headers.RecordHeaders(
+                static + headers.cloudevents(s.spreadsheet_id, info), mapper.keys_by_row, before, ids
+            )
         return headers.RecordHeaders(static, mapper.keys_by_row, before)
 
     def position_of(self, info: SheetInfo, mapper: RowMapper) -> PositionOf:

@@ -137,6 +137,10 @@ class SheetToKafkaOperator(BaseOperator):
         record's Kafka timestamp (CreateTime): the submission time, for consumers that window on
         event time; default: the ``timestamp_column`` (Forms' ``Timestamp``) when the tab has it.
         Rows without a date-time there keep the publish time.
+    :param value_format: ``json`` (default): the value is the ``{field: value}`` object;
+        ``cloudevents``: the same object as a CloudEvent's data, in the CloudEvents Kafka protocol
+        binding's binary mode (``ce_specversion``, ``ce_id`` = spreadsheet/tab/row, ``ce_source``,
+        ``ce_type``, ``ce_time`` = the event time, ``content-type: application/json`` headers).
     """
 
     template_fields: Sequence[str] = (
@@ -198,6 +202,7 @@ class SheetToKafkaOperator(BaseOperator):
         fingerprint_topic: str | None = None,
         typed_values: bool = False,
         event_time_column: str | None = None,
+        value_format: str = "json",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -238,6 +243,7 @@ class SheetToKafkaOperator(BaseOperator):
         self.fingerprint_topic = fingerprint_topic
         self.typed_values = typed_values
         self.event_time_column = event_time_column
+        self.value_format = value_format
 
     @cached_property
     def reader(self) -> SheetsReader:

@@ -208,3 +208,45 @@ def test_typed_values_and_event_time_on_apache_kafka(connections, sheets_server,
         int(datetime(2026, 11, 5, 8, 5, 3, tzinfo=timezone.utc).timestamp() * 1000),
         int(datetime(2026, 11, 5, 13, 30, tzinfo=timezone.utc).timestamp() * 1000),
     ]
+
+
+def test_cloudevents_records_are_read_by_the_cloudevents_sdk(connections, sheets_server, broker, topic):
+    """Every record of a cloudevents run is an event to the CloudEvents SDK's Kafka binding (binary mode)."""
+    from datetime import datetime, timezone
+
+    from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
+    from cloudevents.core.formats.json import JSONFormat
+    from confluent_kafka import Consumer, TopicPartition
+
+    sid = f"events-{uuid.uuid4().hex[:8]}"
+    rows = [[datetime(2026, 11, 5, 9, 5, 3), "Ann", 4], [datetime(2026, 11, 5, 9, 7, 0), "Bob", 5]]
+    sheets_server.create_spreadsheet(sid, {FORMS_TAB: [["Timestamp", "Name", "Rating"], *rows]})
+    kwargs = {"spreadsheet_id": sid, "topic": topic, "api_endpoint": connections["api_endpoint"]}
+    result = run_operator(**kwargs, typed_values=True, value_format="cloudevents")
+    assert result.state == "success"
+    assert len(consume_all(broker.bootstrap_servers, topic, expected=2)) == 2
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": f"ce-{uuid.uuid4().hex[:6]}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        events = []
+        while len(events) < 2:
+            msg = consumer.poll(10)
+            assert msg is not None
+            assert msg.error() is None
+            message = KafkaMessage(headers=dict(msg.headers()), key=msg.key(), value=msg.value())
+            events.append(from_binary(message, JSONFormat()))
+    finally:
+        consumer.close()
+    events.sort(key=lambda event: event.get_id())
+    assert [event.get_id() for event in events] == [f"{sid}/0/2", f"{sid}/0/3"]
+    assert {event.get_source() for event in events} == {f"//sheets.googleapis.com/spreadsheets/{sid}/sheets/0"}
+    assert {event.get_type() for event in events} == {"com.google.sheets.row.inserted"}
+    assert [event.get_time() for event in events] == [
+        datetime(2026, 11, 5, 9, 5, 3, tzinfo=timezone.utc),
+        datetime(2026, 11, 5, 9, 7, 0, tzinfo=timezone.utc),
+    ], "ce_time is the submission time"
+    assert [event.get_data() for event in events] == [
+        {"Timestamp": "2026-11-05T09:05:03+00:00", "Name": "Ann", "Rating": 4},
+        {"Timestamp": "2026-11-05T09:07:00+00:00", "Name": "Bob", "Rating": 5},
+    ]

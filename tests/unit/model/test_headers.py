@@ -192,3 +192,22 @@ def test_a_tombstone_says_delete_and_names_the_row_it_came_from():
         [("sheets.sheet_id", b"7"), ("sheets.row", b"12"), ("sheets.change", b"delete")],
     )
     assert record_headers.message(Record(12, b"K-9", b"{}"), b"update")[2][-1] == ("sheets.change", b"update")
+
+
+def test_cloudevents_headers_per_record():
+    info = SheetInfo("s1", "Survey", "UTC", 7, "Form Responses 1", 100, 5, ("Form Responses 1",))
+    static = headers.cloudevents("s1", info)
+    record_headers = RecordHeaders(static, True, published_through=2, event_ids=b"s1/7/")
+    (first, second) = record_headers.messages([Record(2, b"2", b"{}", 1_762_333_503_000), Record(3, b"3", b"{}")])
+    assert dict(first[2]) == {
+        "ce_specversion": b"1.0",
+        "ce_source": b"//sheets.googleapis.com/spreadsheets/s1/sheets/7",
+        "content-type": b"application/json",
+        "sheets.row": b"2",
+        "sheets.change": b"update",
+        "ce_id": b"s1/7/2",
+        "ce_type": b"com.google.sheets.row.updated",
+        "ce_time": b"2025-11-05T09:05:03.000Z",
+    }
+    assert dict(second[2])["ce_type"] == b"com.google.sheets.row.inserted"
+    assert dict(second[2])["ce_time"].endswith(b"Z"), "no event time: the publish time"
