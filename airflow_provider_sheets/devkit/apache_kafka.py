@@ -43,11 +43,12 @@ logger.state.level = warn
 """
 
 
-def kafka_version() -> str:
-    """The Apache Kafka version pinned in the devkit's pom."""
-    found = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", _POM.read_text())
+def kafka_version(pom: Path | None = None) -> str:
+    """The Apache Kafka version pinned in a devkit pom (default: the broker's)."""
+    pom = pom or _POM
+    found = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom.read_text())
     if not found:
-        raise RuntimeError(f"no <kafka.version> in {_POM}")
+        raise RuntimeError(f"no <kafka.version> in {pom}")
     return found.group(1)
 
 
@@ -69,14 +70,16 @@ def java_available() -> bool:
     return shutil.which("java") is not None
 
 
-def classpath(version: str | None = None) -> Path:
+def classpath(version: str | None = None, pom: Path | None = None, name: str = "kafka") -> Path:
     """
-    The folder of the broker's jars, fetched with Maven on first use.
+    The folder of the jars of a devkit pom (default: the broker's), fetched with Maven on first use.
 
+    :param name: the cache folder's prefix (``kafka-<version>``, ``connect-<version>``).
     :raises FileNotFoundError: Java or Maven is missing (says which and how to get it).
     """
-    version = version or kafka_version()
-    libs = cache_root() / f"kafka-{version}" / "libs"
+    pom = pom or _POM
+    version = version or kafka_version(pom)
+    libs = cache_root() / f"{name}-{version}" / "libs"
     done = libs / ".complete"
     if done.is_file():
         return libs
@@ -95,7 +98,7 @@ def classpath(version: str | None = None) -> Path:
         "-B",
         "-q",
         "-f",
-        str(_POM),
+        str(pom),
         f"-Dkafka.version={version}",
         "dependency:copy-dependencies",
         f"-DoutputDirectory={staging}",

@@ -414,6 +414,17 @@ def _serial(value: date | time_of_day, time_zone: str) -> float | int:
     return (value - _SERIAL_EPOCH.date()).days
 
 
+def _effective_value(value: object, time_zone: str) -> dict[str, Any]:
+    """A cell's ``ExtendedValue``: a number (dates as serial numbers), a string or a boolean."""
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, (int, float)):
+        return {"numberValue": value}
+    if isinstance(value, (date, time_of_day)):
+        return {"numberValue": _serial(value, time_zone)}
+    return {"stringValue": str(value)}
+
+
 def _format_number(value: float, kind: str) -> str:
     """A number in a column formatted as a percentage, a currency or two decimals (en_US style)."""
     if kind == "PERCENT":
@@ -1396,6 +1407,7 @@ class SheetsServer:
                 value = cells[col - 1]
                 cell: dict[str, Any] = {}
                 if not _is_empty(value):
+                    cell["effectiveValue"] = _effective_value(value, book.time_zone)
                     shown = _render_as(
                         value, (tab.formats.get(col) or ("", ""))[0] or None, "FORMATTED_VALUE", "", book
                     )

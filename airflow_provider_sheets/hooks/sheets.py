@@ -57,7 +57,7 @@ DESCRIBE_FIELDS = (
 )
 #: What :meth:`SheetsReader.number_formats` needs of ``spreadsheets.get`` with grid data, and how many
 #: of the first data rows it looks at.
-FORMAT_FIELDS = "sheets.data.rowData.values.effectiveFormat.numberFormat.type"
+FORMAT_FIELDS = "sheets.data.rowData.values(effectiveValue,effectiveFormat.numberFormat.type)"
 FORMAT_SAMPLE_ROWS = 20
 #: What a ``values:batchGet`` response needs to carry.
 VALUES_FIELDS = "spreadsheetId,valueRanges(range,majorDimension,values)"
@@ -82,6 +82,15 @@ def retry_after(err: Any) -> float | None:
     except (TypeError, ValueError):  # absent, or an HTTP date: the client's backoff was the wait
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER) * (1 + random.random() / 10)
+
+
+def _kind_of(cell: dict[str, Any]) -> str | None:
+    """A cell's number format type, or for the "Automatic" format what its value is (a number, a checkbox)."""
+    kind = cell.get("effectiveFormat", {}).get("numberFormat", {}).get("type")
+    if kind:
+        return str(kind)
+    value = cell.get("effectiveValue", {})
+    return "BOOLEAN" if "boolValue" in value else "NUMBER" if "numberValue" in value else None
 
 
 def _get(service: Any, **kwargs: Any) -> Any:
@@ -303,8 +312,9 @@ class SheetsReader:
 
     def number_formats(self, info: SheetInfo, first_row: int, rows: int = FORMAT_SAMPLE_ROWS) -> list[list[str | None]]:
         """
-        The number format type (``DATE_TIME``, ``PERCENT``…, or ``None``) of each cell of ``rows``
-        rows from ``first_row``, with one ``spreadsheets.get`` (grid data, a ``fields`` mask).
+        The number format type (``DATE_TIME``, ``PERCENT``…) of each cell of ``rows`` rows from
+        ``first_row``, with one ``spreadsheets.get`` (grid data, a ``fields`` mask); a cell in the
+        "Automatic" format is ``NUMBER`` or ``BOOLEAN`` by its value, else ``None``.
         """
         last = min(first_row + rows - 1, info.row_count)
         if last < first_row:
@@ -323,12 +333,7 @@ class SheetsReader:
         for sheet in meta.get("sheets", [])[:1]:
             for grid in sheet.get("data", [])[:1]:
                 for row in grid.get("rowData", []):
-                    found.append(
-                        [
-                            cell.get("effectiveFormat", {}).get("numberFormat", {}).get("type")
-                            for cell in row.get("values", [])
-                        ]
-                    )
+                    found.append([_kind_of(cell) for cell in row.get("values", [])])
         return found
 
     def all_text(self, rows: list[list[Any]]) -> bool:

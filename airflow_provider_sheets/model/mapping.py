@@ -111,6 +111,8 @@ class RowMapper:
         self.fallbacks = 0
         #: typed values: the column whose date-time is each record's event time (:meth:`use_types`)
         self.event_index: int | None = None
+        #: what goes before and after each value's JSON (a Connect envelope), or ``None``
+        self.wrap: tuple[bytes, bytes] | None = None
         self.fields = field_names(header)
         self.header_hash = fingerprint(self.fields)
         self._width = len(self.fields)
@@ -126,14 +128,16 @@ class RowMapper:
         self._fast = msgspec.json.Encoder().encode if msgspec is not None else None
         self._row_type = self._struct()
 
-    def use_types(self, types: Any, event_index: int | None = None) -> None:
+    def use_types(self, types: Any, event_index: int | None = None, wrap: tuple[bytes, bytes] | None = None) -> None:
         """
         Convert each row with ``types`` (a :class:`~.typed.ColumnTypes`: cells read as unformatted
         values become typed JSON values) before it is keyed and encoded; with ``event_index``, the
-        date-time in that column is the record's timestamp.
+        date-time in that column is the record's timestamp; with ``wrap``, each value's JSON goes
+        between those bytes (the Kafka Connect envelope, :mod:`~.connect`).
         """
         self.types = types
         self.event_index = event_index
+        self.wrap = wrap
 
     @property
     def keys_by_row(self) -> bool:
@@ -203,7 +207,7 @@ class RowMapper:
         fast = self._fast
         new_record = tuple.__new__
         row_number = first_row - 1
-        event = self.event_index
+        event, wrap = self.event_index, self.wrap
         for cells in rows:
             row_number += 1
             stamp = 0
@@ -232,6 +236,8 @@ class RowMapper:
             row_type = self._row_type
             simple = row_type is not None and (text or plain(map(type, cells)))
             value = fast(row_type(*cells)) if simple else self._encode(cells)
+            if wrap is not None:
+                value = wrap[0] + value + wrap[1]
             yield new_record(Record, (row_number, key, value, stamp))
 
 

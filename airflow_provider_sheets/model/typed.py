@@ -32,6 +32,8 @@ DATE, TIME, DATE_TIME = "DATE", "TIME", "DATE_TIME"
 NUMBERS = frozenset({"NUMBER", "PERCENT", "CURRENCY", "SCIENTIFIC"})
 TEMPORAL = frozenset({DATE, TIME, DATE_TIME})
 TEXT = "TEXT"
+#: not a number format: an "Automatic" column whose first cells are checkboxes
+BOOLEAN = "BOOLEAN"
 
 
 def column_kinds(format_rows: Iterable[Sequence[str | None]], width: int) -> tuple[str | None, ...]:
@@ -53,7 +55,7 @@ def _number(value: float | int) -> float | int:
     return int(value) if value.is_integer() else value
 
 
-def _moment(serial: float, zone: ZoneInfo) -> datetime:
+def serial_moment(serial: float, zone: ZoneInfo) -> datetime:
     # to the millisecond: a serial number's double carries about that much of a second
     moment = SERIAL_EPOCH + timedelta(milliseconds=round(serial * 86_400_000))
     return moment.replace(tzinfo=zone)
@@ -74,14 +76,14 @@ def typed_cell(cell: object, kind: str | None, zone: ZoneInfo) -> tuple[object, 
         return cell, False
     if isinstance(cell, (int, float)):
         if kind == DATE_TIME:
-            return _iso(_moment(float(cell), zone)), False
+            return _iso(serial_moment(float(cell), zone)), False
         if kind == DATE:
-            return _moment(float(cell), zone).date().isoformat(), False
+            return serial_moment(float(cell), zone).date().isoformat(), False
         if kind == TIME:
-            time = _moment(float(cell) % 1, zone).time()
+            time = serial_moment(float(cell) % 1, zone).time()
             return time.isoformat(timespec="milliseconds" if time.microsecond else "seconds"), False
         return _number(cell), False
-    return cell, kind in TEMPORAL or kind in NUMBERS
+    return cell, kind in TEMPORAL or kind in NUMBERS or kind == BOOLEAN
 
 
 class ColumnTypes:
@@ -91,7 +93,7 @@ class ColumnTypes:
         self.kinds = kinds
         self.zone = zone
         #: per column: whether text in it disagrees with its format (a number or date column)
-        self._strict = tuple(kind in TEMPORAL or kind in NUMBERS for kind in kinds)
+        self._strict = tuple(kind in TEMPORAL or kind in NUMBERS or kind == BOOLEAN for kind in kinds)
         self._loose = not any(self._strict)
 
     def __eq__(self, other: object) -> bool:
@@ -109,7 +111,7 @@ class ColumnTypes:
         cell = cells[index] if index < len(cells) else None
         if type(cell) not in (int, float) or index >= len(self.kinds) or self.kinds[index] != DATE_TIME:
             return 0
-        return round(_moment(float(cell), self.zone).timestamp() * 1000)  # type: ignore[arg-type]
+        return round(serial_moment(float(cell), self.zone).timestamp() * 1000)  # type: ignore[arg-type]
 
     def row(self, cells: Sequence[object]) -> tuple[list[object], int]:
         """A row's typed cells (as many as it has), and how many fell back to their text."""

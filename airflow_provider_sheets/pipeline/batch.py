@@ -33,6 +33,7 @@ from airflow_provider_sheets.errors import (
 )
 from airflow_provider_sheets.hooks.sheets import Page, SheetInfo, SheetsReader
 from airflow_provider_sheets.model import checks, headers
+from airflow_provider_sheets.model.connect import ConnectTypes, envelope, struct_schema
 from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, leading_rows
 from airflow_provider_sheets.model.mapping import RowMapper, RowMappingError
 from airflow_provider_sheets.model.plan import (
@@ -358,12 +359,17 @@ class BatchRun:
         """
         s = self.settings
         mapper = mapper_for(header, s.header_row, info, s.key_column, "header_row")
-        if not s.typed_values:
+        if not s.reads_typed:
             return mapper
         kinds = previous.column_types if previous is not None and previous.fields == mapper.fields else None
         if kinds is None or len(kinds) != len(mapper.fields):
             kinds = list(column_kinds(self.reader.number_formats(info, s.header_row + 1), len(mapper.fields)))
-        mapper.use_types(ColumnTypes(tuple(kinds), sheet_zone(info.time_zone)), self.event_index(info, mapper))
+        zone, event = sheet_zone(info.time_zone), self.event_index(info, mapper)
+        if s.value_format == "connect_json":
+            wrap = envelope(struct_schema(mapper.fields, kinds, info.title))
+            mapper.use_types(ConnectTypes(tuple(kinds), zone), event, wrap)
+        else:
+            mapper.use_types(ColumnTypes(tuple(kinds), zone), event)
         return mapper
 
     def event_index(self, info: SheetInfo, mapper: RowMapper) -> int | None:

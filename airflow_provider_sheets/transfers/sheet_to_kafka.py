@@ -140,7 +140,9 @@ class SheetToKafkaOperator(BaseOperator):
     :param value_format: ``json`` (default): the value is the ``{field: value}`` object;
         ``cloudevents``: the same object as a CloudEvent's data, in the CloudEvents Kafka protocol
         binding's binary mode (``ce_specversion``, ``ce_id`` = spreadsheet/tab/row, ``ce_source``,
-        ``ce_type``, ``ce_time`` = the event time, ``content-type: application/json`` headers).
+        ``ce_type``, ``ce_time`` = the event time, ``content-type: application/json`` headers);
+        ``connect_json``: Kafka Connect's ``JsonConverter`` envelope with ``schemas.enable=true``
+        (``{"schema": …, "payload": …}``, typed from the columns' number formats; reads typed values).
     """
 
     template_fields: Sequence[str] = (
@@ -250,7 +252,7 @@ class SheetToKafkaOperator(BaseOperator):
         """The Sheets reader, built from the checked settings (after templates are rendered)."""
         s = self.settings()
         connection = SheetsConnection(s.gcp_conn_id, s.api_endpoint, s.impersonation_chain, s.sheets_quota_per_minute)
-        return accel.reader(connection, s.value_render_option, typed=s.typed_values)
+        return accel.reader(connection, s.value_render_option, typed=s.reads_typed)
 
     def settings(self) -> BatchSettings:
         """The arguments as rendered, checked (templates and Params may give strings or ``None``)."""

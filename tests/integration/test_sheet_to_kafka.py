@@ -250,3 +250,43 @@ def test_cloudevents_records_are_read_by_the_cloudevents_sdk(connections, sheets
         {"Timestamp": "2026-11-05T09:05:03+00:00", "Name": "Ann", "Rating": 4},
         {"Timestamp": "2026-11-05T09:07:00+00:00", "Name": "Bob", "Rating": 5},
     ]
+
+
+def test_connect_json_records_are_read_by_a_kafka_connect_worker(connections, sheets_server, broker, topic, tmp_path):
+    """
+    A real Kafka Connect standalone worker (JsonConverter, schemas.enable=true, a FileStreamSink)
+    reads every connect_json record as a Struct with the columns' types; one it cannot convert would
+    stop its task (errors.tolerance=none) and leave lines missing.
+    """
+    import shutil
+    from datetime import date, datetime, time
+
+    from airflow_provider_sheets.devkit.kafka_connect import FileSinkWorker
+    from tests.conftest import require_or_skip
+
+    require_or_skip(shutil.which("java") is not None and shutil.which("mvn") is not None, "Java and Maven")
+    sid = f"connect-{uuid.uuid4().hex[:8]}"
+    header = ["Timestamp", "Name", "Rating", "Share", "Subscribed", "Day", "At"]
+    rows = [
+        [datetime(2026, 11, 5, 9, 5, 3), "Ann", 4, 0.5, True, date(2026, 11, 5), time(9, 30)],
+        [datetime(2026, 11, 5, 14, 30, 0), "Bob", 2.5, "n/a", False, date(2026, 11, 6), time(17, 0, 15)],
+    ]
+    sheets_server.create_spreadsheet(sid, {FORMS_TAB: [header, *rows]})
+    sheets_server.set_column_format(sid, FORMS_TAB, 4, "PERCENT", "0.00%")
+    result = run_operator(
+        spreadsheet_id=sid, topic=topic, api_endpoint=connections["api_endpoint"], value_format="connect_json"
+    )
+    assert result.state == "success"
+    assert result.summary["typed_fallbacks"] == 1, "'n/a' in the percent column: null in the payload"
+    with FileSinkWorker(broker.bootstrap_servers, topic, tmp_path / "connect") as worker:
+        lines = worker.wait_lines(2)
+        log = worker.log()
+    assert len(lines) == 2, log[-4000:]
+    assert "ERROR" not in "\n".join(line for line in log.splitlines() if "WorkerSinkTask" in line), log[-4000:]
+    # Struct.toString(): a Timestamp field is a java.util.Date, Date a Date at midnight UTC, Time a Date on 1970-01-01
+    assert sorted(lines) == [
+        "Struct{Timestamp=Thu Nov 05 09:05:03 UTC 2026,Name=Ann,Rating=4.0,Share=0.5,Subscribed=true,"
+        "Day=Thu Nov 05 00:00:00 UTC 2026,At=Thu Jan 01 09:30:00 UTC 1970}",
+        "Struct{Timestamp=Thu Nov 05 14:30:00 UTC 2026,Name=Bob,Rating=2.5,Subscribed=false,"
+        "Day=Fri Nov 06 00:00:00 UTC 2026,At=Thu Jan 01 17:00:15 UTC 1970}",
+    ]

@@ -68,7 +68,7 @@ def test_the_number_formats_are_read_once_and_kept_in_the_watermark(server):
     h = _harness(server, "en_US", "Etc/UTC")
     h.run(RUN, sheet_name=TAB, typed_values=True, mapping_process=False)
     stored = h.stores.watermark(next(iter(h.stores.data)))
-    assert stored.column_types == ["DATE_TIME", None, None, "PERCENT", None, "CURRENCY", None]
+    assert stored.column_types == ["DATE_TIME", None, "NUMBER", "PERCENT", "BOOLEAN", "CURRENCY", None]
     server.append_rows(SPREADSHEET_ID, TAB, [[datetime(2026, 11, 6, 8, 0, 0), "Cy", 3, 1.0, True, 10, "hi"]])
     start = len(server.requests)
     h.run(RUN, sheet_name=TAB, typed_values=True, mapping_process=False)
