@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_sheets.model.checks import DRIFT_POLICIES
+from airflow_provider_sheets.model.formats import VALUE_FORMATS
 from airflow_provider_sheets.model.sheet import RENDER_OPTIONS
 
 PROG = "sheets-to-kafka"
@@ -113,6 +114,24 @@ def _kafka_arguments(kafka: argparse._ArgumentGroup) -> None:
         help="when rows above the position were deleted or inserted (an edit of the last row is published again): "
         "stop (default), read on after where the last published row is now, publish every row again, or "
         "reconcile (needs --fingerprint-topic)",
+    )
+    kafka.add_argument(
+        "--value-format",
+        choices=VALUE_FORMATS,
+        default="json",
+        help="json (default): {field: value}; cloudevents: the same as CloudEvents (binary mode); connect_json: "
+        "Kafka Connect's JsonConverter envelope (typed)",
+    )
+    kafka.add_argument(
+        "--typed-values",
+        action="store_true",
+        help="record values as typed JSON (numbers, booleans, ISO 8601 dates with the spreadsheet's offset), "
+        "whatever the spreadsheet's locale",
+    )
+    kafka.add_argument(
+        "--event-time-column",
+        metavar="HEADER",
+        help="with typed values, the column whose date-time is each record's Kafka timestamp (default: Timestamp)",
     )
     kafka.add_argument(
         "--fingerprint-topic",
@@ -286,6 +305,9 @@ def _stream(args: argparse.Namespace) -> Any:
         sheets_quota_per_minute=args.sheets_quota_per_minute,
         fingerprint_topic=args.fingerprint_topic,
         reconcile=args.reconcile,
+        value_format=args.value_format,
+        typed_values=args.typed_values,
+        event_time_column=args.event_time_column,
     )
 
 

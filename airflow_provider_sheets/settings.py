@@ -13,10 +13,9 @@ from typing import Any
 
 from airflow_provider_sheets.errors import SheetsConfigError
 from airflow_provider_sheets.model.checks import DRIFT_POLICIES
+from airflow_provider_sheets.model.formats import VALUE_FORMATS
 from airflow_provider_sheets.model.sheet import RENDER_OPTIONS
 
-#: ``value_format``: ``{field: value}`` JSON, or the same JSON as a CloudEvent's data (binary mode)
-VALUE_FORMATS = ("json", "cloudevents", "connect_json")
 AT_LEAST_ONCE = "at_least_once"
 EXACTLY_ONCE = "exactly_once"
 DELIVERIES = (AT_LEAST_ONCE, EXACTLY_ONCE)
@@ -169,11 +168,6 @@ class BatchSettings:
     event_time_column: str | None = None
     value_format: str = "json"
 
-    @property
-    def reads_typed(self) -> bool:
-        """Cells are read as unformatted values with their columns' number formats (typed values, Connect JSON)."""
-        return self.typed_values or self.value_format == "connect_json"
-
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
@@ -213,10 +207,6 @@ class BatchSettings:
         v["on_drift"] = as_choice("on_drift", v["on_drift"], DRIFT_POLICIES)
         v["value_format"] = as_choice("value_format", v["value_format"], VALUE_FORMATS)
         v["value_render_option"] = as_choice("value_render_option", v["value_render_option"], RENDER_OPTIONS)
-        if v["event_time_column"] and not (v["typed_values"] or v["value_format"] == "connect_json"):
-            raise SheetsConfigError(
-                "event_time_column reads the column's date-times as serial numbers: it needs typed_values=True"
-            )
         if v["typed_values"] and v["value_render_option"] != RENDER_OPTIONS[0]:
             raise SheetsConfigError(
                 f"typed_values reads the cells' values and number formats itself; value_render_option="

@@ -33,7 +33,6 @@ from airflow_provider_sheets.errors import (
 )
 from airflow_provider_sheets.hooks.sheets import Page, SheetInfo, SheetsReader
 from airflow_provider_sheets.model import checks, headers
-from airflow_provider_sheets.model.connect import ConnectTypes, envelope, struct_schema
 from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, leading_rows
 from airflow_provider_sheets.model.mapping import RowMapper, RowMappingError
 from airflow_provider_sheets.model.plan import (
@@ -53,9 +52,9 @@ from airflow_provider_sheets.model.position import (
     default_watermark_key,
 )
 from airflow_provider_sheets.model.reconcile import Reconciliation
-from airflow_provider_sheets.model.timestamps import RowSelection, sheet_zone, timestamp_field
-from airflow_provider_sheets.model.typed import ColumnTypes, column_kinds
+from airflow_provider_sheets.model.timestamps import RowSelection
 from airflow_provider_sheets.pipeline.drift import on_drift
+from airflow_provider_sheets.pipeline.encoding import Encoding
 from airflow_provider_sheets.pipeline.interval import select_interval, timestamp_column
 from airflow_provider_sheets.pipeline.progress import Checkpointer, Log, Progress
 from airflow_provider_sheets.pipeline.sinks import PreviewSink, PublishSink
@@ -170,6 +169,8 @@ class BatchRun:
             )
             if RECONCILE in (self.plan.mode, settings.on_drift) and not settings.fingerprint_topic:
                 raise PlanError(RECONCILE_NEEDS_FINGERPRINTS)
+            self.encoding = Encoding.of(settings)
+            self.encoding.check()
         except PlanError as err:
             raise SheetsConfigError(str(err)) from None
         self.store = ports.store(settings.watermark_key) if settings.watermark_key else None
@@ -354,36 +355,13 @@ class BatchRun:
     def mapper(self, info: SheetInfo, header: list[Any], previous: Watermark | None = None) -> RowMapper:
         """
         The tab's mapper; with typed values, each column's number format too: as the watermark
-        keeps it while the header is the same (no request), else read once from the first data rows
-        (one ``spreadsheets.get``).
+        keeps it while the header is the same (no request), else read once from the first data rows.
         """
         s = self.settings
         mapper = mapper_for(header, s.header_row, info, s.key_column, "header_row")
-        if not s.reads_typed:
-            return mapper
-        kinds = previous.column_types if previous is not None and previous.fields == mapper.fields else None
-        if kinds is None or len(kinds) != len(mapper.fields):
-            kinds = list(column_kinds(self.reader.number_formats(info, s.header_row + 1), len(mapper.fields)))
-        zone, event = sheet_zone(info.time_zone), self.event_index(info, mapper)
-        if s.value_format == "connect_json":
-            wrap = envelope(struct_schema(mapper.fields, kinds, info.title))
-            mapper.use_types(ConnectTypes(tuple(kinds), zone), event, wrap)
-        else:
-            mapper.use_types(ColumnTypes(tuple(kinds), zone), event)
+        known = previous.column_types if previous is not None and previous.fields == mapper.fields else None
+        self.encoding.type_columns(mapper, info, self.reader, known)
         return mapper
-
-    def event_index(self, info: SheetInfo, mapper: RowMapper) -> int | None:
-        """The column whose date-time is each record's Kafka timestamp: ``event_time_column``, else Forms' timestamp."""
-        s = self.settings
-        name = s.event_time_column or timestamp_field(mapper.fields, s.timestamp_column)
-        if name is None:
-            return None
-        if name not in mapper.fields:
-            raise SheetsConfigError(
-                f"event_time_column {name!r} is not a header of tab {info.title!r}; the headers are: "
-                f"{', '.join(repr(f) for f in mapper.fields)}."
-            )
-        return mapper.fields.index(name)
 
     def check(self, info: SheetInfo, store: WatermarkStore, previous: Watermark, reading: Reading) -> Reading:
         """
@@ -531,12 +509,7 @@ class BatchRun:
         static = headers.provenance(s.spreadsheet_id, info, mapper.header_hash)
         if s.airflow_headers:
             static += headers.airflow_run(run.dag_id, run.run_id, self.plan.run_type, run.task_id, run.try_number)
-        if s.value_format == "cloudevents":
-            ids = f"{s.spreadsheet_id}/{info.sheet_id}/".encode()
-            return headers.RecordHeaders(
-                static + headers.cloudevents(s.spreadsheet_id, info), mapper.keys_by_row, before, ids
-            )
-        return headers.RecordHeaders(static, mapper.keys_by_row, before)
+        return self.encoding.record_headers(s.spreadsheet_id, info, static, mapper.keys_by_row, before)
 
     def position_of(self, info: SheetInfo, mapper: RowMapper) -> PositionOf:
         extra = {"dag_id": self.run.dag_id, "run_id": self.run.run_id}

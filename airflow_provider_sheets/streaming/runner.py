@@ -47,15 +47,23 @@ from airflow_provider_sheets.errors import (
 )
 from airflow_provider_sheets.hooks.sheets import SheetInfo, SheetsConnection, SheetsReader
 from airflow_provider_sheets.model import checks, headers
+from airflow_provider_sheets.model.formats import VALUE_FORMATS
 from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, leading_rows
 from airflow_provider_sheets.model.mapping import RowMapper, RowMappingError, fingerprint
 from airflow_provider_sheets.model.position import RECENT_ROWS, PositionOf, position_key
 from airflow_provider_sheets.model.reconcile import Reconciliation
 from airflow_provider_sheets.model.sheet import RENDER_OPTIONS
 from airflow_provider_sheets.pipeline.drift import on_drift as apply_drift_policy
+from airflow_provider_sheets.pipeline.encoding import Encoding
 from airflow_provider_sheets.pipeline.sinks import PublishSink
 from airflow_provider_sheets.pipeline.tab import mapper_for
-from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE, as_choice, as_int, as_optional_int, as_positive
+from airflow_provider_sheets.settings import (
+    DEFAULT_PAGE_SIZE,
+    as_choice,
+    as_int,
+    as_optional_int,
+    as_positive,
+)
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +173,10 @@ class SheetStream:
         once while pages come back full waits for it.
     :param fingerprint_topic: a compacted topic where each record's key and value hash are written
         (what a reconcile compares with; see the operator's ``fingerprint_topic``).
+    :param value_format: ``json``, ``cloudevents`` or ``connect_json``, as the operator's.
+    :param typed_values: typed record values, as the operator's.
+    :param event_time_column: with typed values, the column whose date-time is each record's
+        timestamp; default: ``Timestamp`` (or Forms' column in another language) when present.
     :param reconcile: start with a reconcile pass: read every row, publish the rows changed since
         they were published and those never published, then a tombstone for each key no row holds;
         then stream on. Needs ``fingerprint_topic``.
@@ -193,6 +205,9 @@ class SheetStream:
         sheets_quota_per_minute: int | None = None,
         fingerprint_topic: str | None = None,
         reconcile: bool = False,
+        value_format: str = "json",
+        typed_values: bool = False,
+        event_time_column: str | None = None,
     ) -> None:
         on_drift = as_choice("on_drift", on_drift, checks.DRIFT_POLICIES)
         if (reconcile or on_drift == checks.RECONCILE) and not fingerprint_topic:
@@ -224,6 +239,17 @@ class SheetStream:
         self.producer_config = producer_config
         self.on_drift = on_drift
         self.fingerprint_topic = fingerprint_topic or None
+        #: how records are encoded: the operator's rules (one implementation)
+        self.encoding = Encoding(
+            as_choice("value_format", value_format, VALUE_FORMATS),
+            typed_values,
+            "Timestamp",
+            event_time_column,
+            header_row,
+        )
+        self.encoding.check("--event-time-column")
+        #: the columns' number format types, while the header is the one they were read for
+        self._kinds: tuple[str, list[str | None] | None] | None = None
         self._reconcile_pending = reconcile
         #: the reconcile pass under way (from the start, or after a drift), until caught up
         self._reconciliation: Reconciliation | None = None
@@ -254,7 +280,7 @@ class SheetStream:
         connection = SheetsConnection(
             self.gcp_conn_id, self.api_endpoint, self.impersonation_chain, self.sheets_quota_per_minute
         )
-        return accel.reader(connection, self.value_render_option)
+        return accel.reader(connection, self.value_render_option, typed=self.encoding.typed)
 
     @cached_property
     def publisher(self) -> Publisher:
@@ -557,7 +583,9 @@ class SheetStream:
             *headers.provenance(self.spreadsheet_id, info, mapper.header_hash),
             (headers.STREAM_RUNNER, self.runner.encode()),
         ]
-        record_headers = headers.RecordHeaders(static, mapper.keys_by_row, self._published_through)
+        record_headers = self.encoding.record_headers(
+            self.spreadsheet_id, info, static, mapper.keys_by_row, self._published_through
+        )
         sink = PublishSink(self.publisher, record_headers, None, None, self.fingerprint_topic, self._reconciliation)
         self._sink = sink
         failed: RowMappingError | None = None
@@ -650,6 +678,8 @@ class SheetStream:
                 self._after_row + 1,
             )
             self._header_hash = mapper.header_hash
+        known = self._kinds[1] if self._kinds is not None and self._kinds[0] == mapper.header_hash else None
+        self._kinds = (mapper.header_hash, self.encoding.type_columns(mapper, info, self.reader, known))
         return mapper
 
     def _save_position(self) -> None:

@@ -12,6 +12,7 @@ from airflow_provider_sheets import accel
 from airflow_provider_sheets.hooks.sheets import SheetsConnection, SheetsReader
 from airflow_provider_sheets.model.checks import DRIFT_POLICIES
 from airflow_provider_sheets.pipeline.batch import BatchRun, Ports, RunContext
+from airflow_provider_sheets.pipeline.encoding import Encoding
 from airflow_provider_sheets.settings import AT_LEAST_ONCE, DEFAULT_PAGE_SIZE, EXACTLY_ONCE, BatchSettings
 
 if TYPE_CHECKING:
@@ -252,7 +253,7 @@ class SheetToKafkaOperator(BaseOperator):
         """The Sheets reader, built from the checked settings (after templates are rendered)."""
         s = self.settings()
         connection = SheetsConnection(s.gcp_conn_id, s.api_endpoint, s.impersonation_chain, s.sheets_quota_per_minute)
-        return accel.reader(connection, s.value_render_option, typed=s.reads_typed)
+        return accel.reader(connection, s.value_render_option, typed=Encoding.of(s).typed)
 
     def settings(self) -> BatchSettings:
         """The arguments as rendered, checked (templates and Params may give strings or ``None``)."""

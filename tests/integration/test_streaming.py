@@ -347,6 +347,27 @@ def test_a_reconcile_start_makes_the_topic_match_the_tab(tmp_path, broker, sheet
     assert Counter(m.headers["sheets.change"] for m in messages) == {"insert": 10, "update": 8, "delete": 2}
 
 
+def test_the_stream_runner_types_values_and_event_times_as_the_operator(tmp_path, broker, sheets_server, topic):
+    """--typed-values --value-format cloudevents: the operator's encoders (one implementation)."""
+    from datetime import datetime, timezone
+
+    sid = _new_sheet(sheets_server, 0)
+    sheets_server.append_rows(sid, FORMS_TAB, [[datetime(2026, 11, 5, 9, 5, 3), "Ann", "ann@x", "Friend", 4]])
+    args = _runner_args(sid, topic, broker, sheets_server, "--typed-values", "--value-format", "cloudevents")
+    runner = Runner(tmp_path / "typed.log", *args)
+    try:
+        runner.wait_streaming()
+        (message,) = consume_all(broker.bootstrap_servers, topic, expected=1)
+        assert runner.stop() == 0, runner.log[-3000:]
+    finally:
+        if runner.process.poll() is None:
+            runner.process.kill()
+    assert message.value[FORMS_HEADER[0]] == "2026-11-05T09:05:03+00:00"
+    assert message.value[FORMS_HEADER[4]] == 4
+    assert message.timestamp == int(datetime(2026, 11, 5, 9, 5, 3, tzinfo=timezone.utc).timestamp() * 1000)
+    assert (message.headers["ce_id"], message.headers["ce_time"]) == (f"{sid}/0/2", "2026-11-05T09:05:03.000Z")
+
+
 def test_on_drift_republish_publishes_the_tab_again_as_it_is_now(tmp_path, broker, sheets_server, topic):
     """A row deleted above the position: with --on-drift republish every row goes again, from the header on."""
     sid = _new_sheet(sheets_server, 10)
