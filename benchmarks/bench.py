@@ -653,7 +653,11 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
                 "page_size": args.page_size,
                 "producer_config": json.loads(args.producer_config) if args.producer_config else None,
                 "value_render_option": args.value_render_option,
-                "operator_kwargs": json.loads(args.operator_kwargs) if args.operator_kwargs else None,
+                "operator_kwargs": {
+                    **(json.loads(args.operator_kwargs) if args.operator_kwargs else {}),
+                    **({"value_format": args.value_format} if args.value_format else {}),
+                }
+                or None,
                 "profile": str(work / "operator.pstats") if args.profile else None,
             }
             if wanted("noop"):
@@ -1051,6 +1055,9 @@ def main(argv: list[str] | None = None) -> None:
         "--log-level",
         default="WARNING",
         help="Airflow's logging level in every task (at INFO, ProduceToTopicOperator logs one line per record)",
+    )
+    parser.add_argument(
+        "--value-format", help="the operator's value_format (json, cloudevents, connect_json) on every operator path"
     )
     parser.add_argument(
         "--typed",
