@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import AssetAlias, BaseOperator
 
 from airflow_provider_sheets import accel
 from airflow_provider_sheets.hooks.sheets import SheetsConnection, SheetsReader
@@ -14,6 +14,7 @@ from airflow_provider_sheets.model.checks import DRIFT_POLICIES
 from airflow_provider_sheets.pipeline.batch import BatchRun, Ports, RunContext
 from airflow_provider_sheets.pipeline.encoding import Encoding
 from airflow_provider_sheets.settings import AT_LEAST_ONCE, DEFAULT_PAGE_SIZE, EXACTLY_ONCE, BatchSettings
+from airflow_provider_sheets.transfers import assets
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -209,6 +210,11 @@ class SheetToKafkaOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        #: without ``outlets``: the topic's asset, reached through this alias only when rows were published
+        self.default_alias: AssetAlias | None = None
+        if not self.outlets:
+            self.default_alias = assets.default_alias(self.dag_id if self.has_dag() else None, self.task_id)
+            self.outlets = [self.default_alias]
         self.spreadsheet_id = spreadsheet_id
         self.topic = topic
         self.sheet_name = sheet_name
@@ -271,4 +277,9 @@ class SheetToKafkaOperator(BaseOperator):
             try_number=getattr(ti, "try_number", None),
             data_interval=(context.get("data_interval_start"), context.get("data_interval_end")),
         )
-        return BatchRun(settings, run, Ports(self.reader), self.log).execute().as_xcom()
+        summary = BatchRun(settings, run, Ports(self.reader), self.log).execute()
+        if self.default_alias is not None and assets.emit(context, self.default_alias, settings, summary):
+            self.log.info(
+                "Asset event for %s through alias %r.", assets.topic_asset(settings).uri, self.default_alias.name
+            )
+        return summary.as_xcom()

@@ -1,0 +1,52 @@
+"""
+The operator's default outlet: the topic as an Asset in the apache-kafka provider's scheme,
+``kafka://<first bootstrap server>/<topic>``, reached through an :class:`AssetAlias` so that a run
+that published nothing (or a dry run) emits no asset event and wakes no downstream DAG.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.apache.kafka.assets.kafka import create_asset
+from airflow.sdk import Asset, AssetAlias
+
+from airflow_provider_sheets.adapters.kafka_config import client_config
+from airflow_provider_sheets.pipeline.summary import Summary
+from airflow_provider_sheets.settings import BatchSettings
+
+
+def default_alias(dag_id: str | None, task_id: str) -> AssetAlias:
+    """The alias a ``SheetToKafkaOperator`` without ``outlets`` emits its topic's events through."""
+    return AssetAlias(f"sheets-to-kafka/{dag_id or 'no-dag'}/{task_id}")
+
+
+def topic_asset(settings: BatchSettings) -> Asset:
+    """The topic as the kafka provider names it: ``kafka://<first bootstrap server>/<topic>``."""
+    servers = str(client_config(settings.kafka_config_id, settings.producer_config).get("bootstrap.servers", ""))
+    return create_asset(server=servers.split(",")[0].strip(), topic=settings.topic)
+
+
+def event_extra(summary: Summary, value_format: str) -> dict[str, Any]:
+    """What a downstream DAG learns from the event: where the rows came from and which were published."""
+    xcom = summary.as_xcom()
+    extra = {name: xcom[name] for name in ("spreadsheet_id", "sheet_id", "sheet_name", "first_row", "last_row")}
+    extra.update(
+        rows_published=summary.rows_published,
+        watermark_after=summary.watermark_after,
+        value_format=value_format,
+        run_type=summary.run_type,
+        mode=summary.mode,
+        backfill=summary.run_type == "backfill",
+    )
+    if summary.interval is not None:
+        extra.update(interval_start=xcom["interval_start"], interval_end=xcom["interval_end"])
+    return extra
+
+
+def emit(context: Any, alias: AssetAlias, settings: BatchSettings, summary: Summary) -> bool:
+    """One asset event for the topic through ``alias`` when the run published rows; whether it did."""
+    if summary.dry_run or summary.rows_published == 0:
+        return False
+    context["outlet_events"][alias].add(topic_asset(settings), extra=event_extra(summary, settings.value_format))
+    return True

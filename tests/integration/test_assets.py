@@ -1,0 +1,89 @@
+"""
+The operator's default outlet on a real migrated metadata DB: one asset event per run that published
+rows, with the rows in its ``extra``; none for a run with nothing new or a dry run.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, forms_rows
+from tests.helpers import run_operator
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
+
+
+def _events(uri: str) -> list[dict]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(AssetModel.uri == uri)
+        ).all()
+        return [dict(event.extra or {}) for event in sorted(rows, key=lambda event: event.id)]
+
+
+def test_one_asset_event_per_publishing_run_and_none_for_an_empty_or_dry_run(connections, sheets_server, topic):
+    sid = f"assets-{uuid.uuid4().hex[:8]}"
+    sheets_server.create_spreadsheet(sid, {FORMS_TAB: [FORMS_HEADER, *forms_rows(4)]})
+    kwargs = {"spreadsheet_id": sid, "topic": topic, "api_endpoint": connections["api_endpoint"]}
+    server = connections["bootstrap.servers"].split(",")[0]
+    uri = f"kafka://{server}/{topic}"
+
+    assert run_operator(**kwargs).state == "success"
+    assert run_operator(**kwargs).state == "success"  # nothing new
+    assert run_operator(**kwargs, dry_run=True).state == "success"
+    sheets_server.append_rows(sid, FORMS_TAB, forms_rows(2, start=4))
+    assert run_operator(**kwargs).state == "success"
+
+    events = _events(uri)
+    assert events == [
+        {
+            "spreadsheet_id": sid,
+            "sheet_id": 0,
+            "sheet_name": FORMS_TAB,
+            "first_row": 2,
+            "last_row": 5,
+            "rows_published": 4,
+            "watermark_after": 5,
+            "value_format": "json",
+            "run_type": "manual",
+            "mode": "incremental",
+            "backfill": False,
+        },
+        {
+            "spreadsheet_id": sid,
+            "sheet_id": 0,
+            "sheet_name": FORMS_TAB,
+            "first_row": 6,
+            "last_row": 7,
+            "rows_published": 2,
+            "watermark_after": 7,
+            "value_format": "json",
+            "run_type": "manual",
+            "mode": "incremental",
+            "backfill": False,
+        },
+    ]
+
+
+def test_explicit_outlets_replace_the_default_one(connections, sheets_server, topic):
+    from airflow.sdk import Asset, AssetAlias
+
+    from airflow_provider_sheets.transfers.sheet_to_kafka import SheetToKafkaOperator
+
+    mine = Asset(f"file:///tmp/{uuid.uuid4().hex[:8]}.marker")
+    assert SheetToKafkaOperator(task_id="t", spreadsheet_id="s", topic=topic, outlets=[mine]).outlets == [mine]
+    default = SheetToKafkaOperator(task_id="t", spreadsheet_id="s", topic=topic).outlets
+    assert default == [AssetAlias("sheets-to-kafka/no-dag/t")]
+
+    sid = f"assets-{uuid.uuid4().hex[:8]}"
+    sheets_server.create_spreadsheet(sid, {FORMS_TAB: [FORMS_HEADER, *forms_rows(2)]})
+    kwargs = {"spreadsheet_id": sid, "topic": topic, "api_endpoint": connections["api_endpoint"]}
+    assert run_operator(**kwargs, outlets=[mine]).state == "success"
+    server = connections["bootstrap.servers"].split(",")[0]
+    assert _events(f"kafka://{server}/{topic}") == [], "no event for the topic when outlets are the user's"
