@@ -632,5 +632,5 @@ def test_a_page_sent_at_once_waits_for_room_and_loses_nothing(spare_broker, monk
     finally:
         publisher.close()
     messages = consume_all(own.bootstrap_servers, name, expected=50)
-    assert [(m.row, m.key) for m in messages] == [(row, key.decode()) for row, key, _ in rows]
+    assert [(m.row, m.key) for m in messages] == [(row, key.decode()) for row, key, _, _ in rows]
     assert {m.headers["sheets.sheet_id"] for m in messages} == {"0"}
