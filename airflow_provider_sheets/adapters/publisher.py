@@ -316,6 +316,24 @@ class Publisher:
         # the broker aborts it at transaction.timeout.ms, or the next attempt's init_transactions does
         self.transaction_left_open = not self.fenced
 
+    def raise_if_fenced(self, timeout: float = 5.0) -> None:
+        """
+        In a transaction: give the broker up to ``timeout`` seconds to refuse what this attempt
+        produced, and raise :class:`ProducerFencedError` when it was fenced by a newer attempt
+        (which a lost lease suggests); otherwise return.
+        """
+        if not self.in_transaction:
+            return
+        for step in (lambda: self.producer.flush(timeout), lambda: self.producer.poll(0)):
+            try:
+                step()
+            except KafkaException as err:
+                self.fenced = self.fenced or _is_fencing(err.args[0])
+            except SystemError:  # confluent-kafka's flush() of a producer in a fatal state raises no proper error
+                log.debug("The producer is in a fatal state; its error comes from the purge.")
+        if self.fenced or self.error_count:
+            self.abort("its lease was taken over meanwhile")
+
     def abort(self, reason: str) -> NoReturn:
         """End the transaction (if any), purge what is still queued or in flight, raise :class:`KafkaPublishError`."""
         producer = self.producer

@@ -8,6 +8,7 @@ from typing import Any
 from airflow_provider_sheets.adapters.lease import WatermarkLease
 from airflow_provider_sheets.adapters.publisher import Publisher
 from airflow_provider_sheets.adapters.variable_store import WatermarkStore
+from airflow_provider_sheets.errors import WatermarkConflictError
 from airflow_provider_sheets.model.loop import LoopResult
 from airflow_provider_sheets.model.position import PositionOf
 
@@ -102,4 +103,9 @@ class Progress:
             produced / elapsed if elapsed > 0 else 0.0,
         )
         if self.lease is not None:
-            self.lease.renew()
+            try:
+                self.lease.renew()
+            except WatermarkConflictError:
+                if self.publisher is not None:  # a zombie attempt: that it was fenced is the better news
+                    self.publisher.raise_if_fenced()
+                raise
