@@ -45,8 +45,14 @@ def event_extra(summary: Summary, value_format: str) -> dict[str, Any]:
 
 
 def emit(context: Any, alias: AssetAlias, settings: BatchSettings, summary: Summary) -> bool:
-    """One asset event for the topic through ``alias`` when the run published rows; whether it did."""
-    if summary.dry_run or summary.rows_published == 0:
+    """
+    One asset event for the topic through ``alias`` when the run published rows; whether it did.
+
+    Not from a backfill's runs yet: they run side by side, and the Airflow API server, creating the
+    topic's asset from two runs' alias events at once, hits its unique index on PostgreSQL and fails
+    the task.
+    """
+    if summary.dry_run or summary.rows_published == 0 or summary.run_type == "backfill":
         return False
     context["outlet_events"][alias].add(topic_asset(settings), extra=event_extra(summary, settings.value_format))
     return True
