@@ -38,6 +38,18 @@ def get_provider_info() -> dict:
                 "python-modules": ["airflow_provider_sheets.triggers.sheet_rows"],
             }
         ],
+        "hooks": [
+            {
+                "integration-name": "Google Sheets to Kafka",
+                "python-modules": ["airflow_provider_sheets.hooks.sheets", "airflow_provider_sheets.hooks.registry"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "schema_registry",
+                "hook-class-name": "airflow_provider_sheets.hooks.registry.SchemaRegistryHook",
+            }
+        ],
         "transfers": [
             {
                 "source-integration-name": "Google Sheets to Kafka",

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_sheets.model.checks import DRIFT_POLICIES
-from airflow_provider_sheets.model.formats import VALUE_FORMATS
+from airflow_provider_sheets.model.formats import KEY_FORMATS, REGISTRY_FORMATS, VALUE_FORMATS
 from airflow_provider_sheets.model.sheet import RENDER_OPTIONS
 
 PROG = "sheets-to-kafka"
@@ -30,6 +30,7 @@ PROG = "sheets-to-kafka"
 #: Connection ids the command defines for itself (as ``AIRFLOW_CONN_<ID>`` in its own environment).
 GCP_CONN_ID = "sheets_to_kafka_google"
 KAFKA_CONN_ID = "sheets_to_kafka_kafka"
+REGISTRY_CONN_ID = "sheets_to_kafka_schema_registry"
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -127,6 +128,19 @@ def _kafka_arguments(kafka: argparse._ArgumentGroup) -> None:
         action="store_true",
         help="record values as typed JSON (numbers, booleans, ISO 8601 dates with the spreadsheet's offset), "
         "whatever the spreadsheet's locale",
+    )
+    kafka.add_argument(
+        "--key-format",
+        choices=KEY_FORMATS,
+        default="text",
+        help="text (default): the key column's cell or the row number; connect_json: the same in Kafka Connect's "
+        "JsonConverter envelope",
+    )
+    kafka.add_argument(
+        "--schema-registry",
+        metavar="URL",
+        help="the Schema Registry of --value-format avro|json_schema (Confluent's API; Apicurio: "
+        "http://HOST:PORT/apis/ccompat/v7)",
     )
     kafka.add_argument(
         "--event-time-column",
@@ -266,6 +280,11 @@ def check_stream_args(args: argparse.Namespace) -> None:
             "--topic is missing: pass the destination topic (create it first, e.g. kafka-topics.sh "
             "--create --topic responses --partitions 3)"
         )
+    if args.value_format in REGISTRY_FORMATS and not args.schema_registry:
+        raise UsageError(
+            f"--value-format {args.value_format} registers the tab's schema in a Schema Registry: pass "
+            "--schema-registry URL (e.g. http://localhost:8081, or Apicurio's http://HOST:PORT/apis/ccompat/v7)"
+        )
     try:
         for option in ("--poll-interval", "--status-interval", "--flush-timeout"):
             as_positive(option, getattr(args, option[2:].replace("-", "_")))
@@ -308,6 +327,8 @@ def _stream(args: argparse.Namespace) -> Any:
         value_format=args.value_format,
         typed_values=args.typed_values,
         event_time_column=args.event_time_column,
+        key_format=args.key_format,
+        schema_registry_conn_id=REGISTRY_CONN_ID,
     )
 
 
@@ -316,6 +337,8 @@ def stream_command(args: argparse.Namespace) -> int:
     google, kafka = google_connection(args), kafka_connection(args)
     define_connection(GCP_CONN_ID, google)
     define_connection(KAFKA_CONN_ID, kafka)
+    if args.schema_registry:
+        define_connection(REGISTRY_CONN_ID, {"conn_type": "schema_registry", "host": args.schema_registry})
     if args.log_level:
         os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = args.log_level
 

@@ -25,6 +25,8 @@ __all__ = [
     "KafkaPublishError",
     "ProducerFencedError",
     "RowMappingError",
+    "SchemaRegistryAccessError",
+    "SchemaRegistryRefusal",
     "SheetNotFoundError",
     "SheetsAccessError",
     "SheetsConfigError",
@@ -113,6 +115,14 @@ class ProducerFencedError(KafkaPublishError):
 
 class KafkaConfigError(SheetsConfigError):
     """The Kafka connection or topic is unusable as configured."""
+
+
+class SchemaRegistryAccessError(SheetsToKafkaError):
+    """The Schema Registry could not be reached or answered an error other than a refusal."""
+
+
+class SchemaRegistryRefusal(SheetsConfigError):
+    """The Schema Registry refused the tab's schema (its compatibility check): nothing was published."""
 
 
 class WatermarkError(SheetsConfigError):

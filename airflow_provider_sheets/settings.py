@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow_provider_sheets.errors import SheetsConfigError
 from airflow_provider_sheets.model.checks import DRIFT_POLICIES
-from airflow_provider_sheets.model.formats import VALUE_FORMATS
+from airflow_provider_sheets.model.formats import KEY_FORMATS, VALUE_FORMATS
 from airflow_provider_sheets.model.sheet import RENDER_OPTIONS
 
 AT_LEAST_ONCE = "at_least_once"
@@ -167,6 +167,8 @@ class BatchSettings:
     typed_values: bool = False
     event_time_column: str | None = None
     value_format: str = "json"
+    key_format: str = "text"
+    schema_registry_conn_id: str = "schema_registry_default"
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -176,7 +178,7 @@ class BatchSettings:
     def check(cls, values: dict[str, Any]) -> BatchSettings:
         """Coerce rendered values (any type a template or a Param gives), or name the one that is wrong."""
         v = dict(values)
-        for name in ("spreadsheet_id", "topic", "gcp_conn_id", "kafka_config_id"):
+        for name in ("spreadsheet_id", "topic", "gcp_conn_id", "kafka_config_id", "schema_registry_conn_id"):
             v[name] = as_text(name, v[name])
         for name in ("page_size", "header_row"):
             v[name] = as_int(name, v[name], minimum=1)
@@ -206,6 +208,7 @@ class BatchSettings:
         v["delivery"] = as_choice("delivery", v["delivery"], DELIVERIES)
         v["on_drift"] = as_choice("on_drift", v["on_drift"], DRIFT_POLICIES)
         v["value_format"] = as_choice("value_format", v["value_format"], VALUE_FORMATS)
+        v["key_format"] = as_choice("key_format", v["key_format"], KEY_FORMATS)
         v["value_render_option"] = as_choice("value_render_option", v["value_render_option"], RENDER_OPTIONS)
         if v["typed_values"] and v["value_render_option"] != RENDER_OPTIONS[0]:
             raise SheetsConfigError(

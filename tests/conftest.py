@@ -183,6 +183,27 @@ def sheets_server():
         yield server
 
 
+@pytest.fixture(scope="session")
+def _schema_registry(tmp_path_factory):
+    import shutil
+
+    from airflow_provider_sheets.devkit.schema_registry import ApicurioRegistry
+
+    require_or_skip(shutil.which("java") is not None and shutil.which("mvn") is not None, "Java and Maven")
+    with ApicurioRegistry(tmp_path_factory.mktemp("registry")) as registry:
+        yield registry
+
+
+@pytest.fixture
+def schema_registry(monkeypatch, _schema_registry):
+    """The session's Apicurio Registry (Confluent API, BACKWARD), as the ``schema_registry_default`` connection."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SCHEMA_REGISTRY_DEFAULT",
+        json.dumps({"conn_type": "schema_registry", "host": _schema_registry.url}),
+    )
+    return _schema_registry
+
+
 @pytest.fixture
 def topic(broker):
     """A fresh topic with three partitions."""

@@ -32,6 +32,7 @@ def consume_all(
     expected: int | None = None,
     idle: float = 1.5,
     timeout: float = 60.0,
+    decode: Any = None,
     **config: Any,
 ) -> list[Message]:
     """
@@ -39,7 +40,8 @@ def consume_all(
 
     Reads until no record arrives for ``idle`` seconds (not to the high watermarks: Tansu, the
     broker of a laptop without Java, reports wrong ones); with ``expected``, waits up to ``timeout`` for at
-    least that many records first, then ``idle`` more to catch any extra (duplicate) record.
+    least that many records first, then ``idle`` more to catch any extra (duplicate) record. Values
+    are read as JSON, or with ``decode`` (a deserializer of the record's value bytes).
     """
     from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer, TopicPartition
 
@@ -71,7 +73,7 @@ def consume_all(
             out.append(
                 Message(
                     key=msg.key().decode("utf-8"),
-                    value=None if msg.value() is None else json.loads(msg.value().decode("utf-8")),  # a tombstone
+                    value=None if msg.value() is None else (decode or _json)(msg.value()),  # None: a tombstone
                     headers={k: v.decode("utf-8") for k, v in (msg.headers() or [])},
                     partition=msg.partition(),
                     offset=msg.offset(),
@@ -82,6 +84,10 @@ def consume_all(
         return sorted(out, key=lambda m: (m.row, m.partition, m.offset))
     finally:
         consumer.close()
+
+
+def _json(value: bytes) -> Any:
+    return json.loads(value.decode("utf-8"))
 
 
 def latest_per_key(messages: list[Message]) -> dict[str, dict[str, Any]]:

@@ -14,6 +14,18 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def stop_process(process: subprocess.Popen[Any] | None, kill: bool = False, timeout: float = 30.0) -> None:
+    """Stop a server process (SIGTERM, or SIGKILL when ``kill``; SIGKILL after ``timeout``) and wait for it."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free right now on ``host``."""
     with socket.socket() as sock:
@@ -108,14 +120,7 @@ class BrokerProcess:
 
     def stop(self, kill: bool = False, timeout: float = 30.0) -> None:
         """Stop the broker (SIGTERM, or SIGKILL when ``kill``) and wait for it."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process, kill, timeout)
 
     def freeze(self) -> None:
         """SIGSTOP the broker: it holds its connections open and answers nothing."""

@@ -14,14 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_sheets.devkit.apache_kafka import classpath
+from airflow_provider_sheets.devkit.broker_process import stop_process
 
 _POM = Path(__file__).with_name("maven") / "kafka-connect.xml"
 
 
 class FileSinkWorker:
-    """One standalone worker process sinking ``topic`` into ``<work>/out.txt``."""
+    """
+    One standalone worker process sinking ``topic`` into ``<work>/out.txt``.
 
-    def __init__(self, bootstrap_servers: str, topic: str, work: Path) -> None:
+    :param json_keys: read keys with the ``JsonConverter`` too (``schemas.enable=true``), not as strings.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, work: Path, json_keys: bool = False) -> None:
+        self.json_keys = json_keys
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.work = Path(work)
@@ -35,8 +41,12 @@ class FileSinkWorker:
         worker = self.work / "worker.properties"
         worker.write_text(
             f"bootstrap.servers={self.bootstrap_servers}\n"
-            "key.converter=org.apache.kafka.connect.storage.StringConverter\n"
-            "value.converter=org.apache.kafka.connect.json.JsonConverter\n"
+            + (
+                "key.converter=org.apache.kafka.connect.json.JsonConverter\nkey.converter.schemas.enable=true\n"
+                if self.json_keys
+                else "key.converter=org.apache.kafka.connect.storage.StringConverter\n"
+            )
+            + "value.converter=org.apache.kafka.connect.json.JsonConverter\n"
             "value.converter.schemas.enable=true\n"
             f"offset.storage.file.filename={self.work / 'offsets'}\n"
             "offset.flush.interval.ms=1000\n"
@@ -80,12 +90,7 @@ class FileSinkWorker:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process)
 
     def __enter__(self) -> FileSinkWorker:
         return self.start()

@@ -89,3 +89,9 @@ class ConnectTypes(ColumnTypes):
 
     def narrowed(self, width: int) -> ConnectTypes:
         return ConnectTypes(self.kinds[:width], self.zone)
+
+
+def key_envelope(numeric: bool) -> tuple[bytes, bytes]:
+    """What goes before and after a key: a row number as Connect's ``int64``, a key column's cell as ``string``."""
+    schema = {"type": "int64" if numeric else "string", "optional": False}
+    return envelope(schema)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from airflow_provider_sheets.model.a1 import column_letter
@@ -113,6 +113,10 @@ class RowMapper:
         self.event_index: int | None = None
         #: what goes before and after each value's JSON (a Connect envelope), or ``None``
         self.wrap: tuple[bytes, bytes] | None = None
+        #: a value's bytes from its typed cells (a Schema Registry serializer), instead of JSON
+        self.encode: Callable[[Sequence[Any]], bytes] | None = None
+        #: what goes before and after each key (the Connect envelope of a string or a row number)
+        self.key_wrap: tuple[bytes, bytes] | None = None
         self.fields = field_names(header)
         self.header_hash = fingerprint(self.fields)
         self._width = len(self.fields)
@@ -128,21 +132,33 @@ class RowMapper:
         self._fast = msgspec.json.Encoder().encode if msgspec is not None else None
         self._row_type = self._struct()
 
-    def use_types(self, types: Any, event_index: int | None = None, wrap: tuple[bytes, bytes] | None = None) -> None:
+    def use_types(
+        self,
+        types: Any,
+        event_index: int | None = None,
+        wrap: tuple[bytes, bytes] | None = None,
+        encode: Callable[[Sequence[Any]], bytes] | None = None,
+    ) -> None:
         """
         Convert each row with ``types`` (a :class:`~.typed.ColumnTypes`: cells read as unformatted
         values become typed JSON values) before it is keyed and encoded; with ``event_index``, the
         date-time in that column is the record's timestamp; with ``wrap``, each value's JSON goes
-        between those bytes (the Kafka Connect envelope, :mod:`~.connect`).
+        between those bytes (the Kafka Connect envelope, :mod:`~.connect`); with ``encode``, each
+        value is what it makes of the row's cells (one per field, ``None`` past a short row).
         """
         self.types = types
         self.event_index = event_index
         self.wrap = wrap
+        self.encode = encode
+
+    def use_key_envelope(self, wrap: tuple[bytes, bytes]) -> None:
+        """Put each key between those bytes: a key column's cell as a JSON string, a row number as a number."""
+        self.key_wrap = wrap
 
     @property
     def keys_by_row(self) -> bool:
-        """Whether a record's key is its row number (no ``key_column``)."""
-        return self._key_index is None
+        """Whether a record's key is its row number as text (no ``key_column``, no key envelope)."""
+        return self._key_index is None and self.key_wrap is None
 
     def _struct(self) -> Any:
         """
@@ -207,7 +223,7 @@ class RowMapper:
         fast = self._fast
         new_record = tuple.__new__
         row_number = first_row - 1
-        event, wrap = self.event_index, self.wrap
+        event, wrap, encode, key_wrap = self.event_index, self.wrap, self.encode, self.key_wrap
         for cells in rows:
             row_number += 1
             stamp = 0
@@ -221,7 +237,16 @@ class RowMapper:
                 yield row_number
                 continue
             if len(cells) > self._width:
-                self._fields_for(len(cells))
+                if encode is None:
+                    self._fields_for(len(cells))
+                elif is_empty_row(cells[self._width :]):
+                    cells = cells[: self._width]
+                else:  # a schema's fields are the header's: nowhere to put the cell
+                    error = RowMappingError(row_number, self._past_the_header(cells))
+                    if errors == "raise":
+                        raise error
+                    yield error
+                    continue
             if key_index is None:
                 key = str(row_number).encode()
             else:
@@ -232,13 +257,30 @@ class RowMapper:
                         raise error
                     yield error
                     continue
-                key = str(cell).encode("utf-8")
+                key = str(cell).encode("utf-8") if key_wrap is None else _json_text(cell)
+            if key_wrap is not None:
+                key = key_wrap[0] + key + key_wrap[1]
+            if encode is not None:
+                yield new_record(Record, (row_number, key, encode(cells), stamp))
+                continue
             row_type = self._row_type
             simple = row_type is not None and (text or plain(map(type, cells)))
             value = fast(row_type(*cells)) if simple else self._encode(cells)
             if wrap is not None:
                 value = wrap[0] + value + wrap[1]
             yield new_record(Record, (row_number, key, value, stamp))
+
+    def _past_the_header(self, cells: Sequence[Any]) -> str:
+        last = max(i for i, cell in enumerate(cells) if cell not in ("", None)) + 1
+        return (
+            f"it has a value in column {column_letter(last)}, right of the header (which ends at column "
+            f"{column_letter(self._width)}), and the registered schema has no field for it: give the column a header "
+            f"(the next run registers it as a new field)"
+        )
+
+
+def _json_text(cell: Any) -> bytes:
+    return json.dumps(str(cell), ensure_ascii=False).encode("utf-8")
 
 
 def _json_float(value: float) -> Any:

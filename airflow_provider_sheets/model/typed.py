@@ -87,24 +87,34 @@ def typed_cell(cell: object, kind: str | None, zone: ZoneInfo) -> tuple[object, 
 
 
 class ColumnTypes:
-    """The number format type of each column of a tab, and the spreadsheet's time zone."""
+    """
+    The number format type of each column of a tab, and the spreadsheet's time zone.
 
-    def __init__(self, kinds: tuple[str | None, ...], zone: ZoneInfo) -> None:
+    :param null_misfits: a cell that disagrees with its column is ``null`` (still counted), not its
+        text: for a schema that gives the column one type.
+    """
+
+    def __init__(self, kinds: tuple[str | None, ...], zone: ZoneInfo, null_misfits: bool = False) -> None:
         self.kinds = kinds
         self.zone = zone
+        self.null_misfits = null_misfits
         #: per column: whether text in it disagrees with its format (a number or date column)
         self._strict = tuple(kind in TEMPORAL or kind in NUMBERS or kind == BOOLEAN for kind in kinds)
         self._loose = not any(self._strict)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ColumnTypes) and (self.kinds, self.zone) == (other.kinds, other.zone)
+        return isinstance(other, ColumnTypes) and (self.kinds, self.zone, self.null_misfits) == (
+            other.kinds,
+            other.zone,
+            other.null_misfits,
+        )
 
     def __repr__(self) -> str:
-        return f"ColumnTypes({self.kinds!r}, {self.zone.key!r})"
+        return f"ColumnTypes({self.kinds!r}, {self.zone.key!r}, null_misfits={self.null_misfits})"
 
     def narrowed(self, width: int) -> ColumnTypes:
         """The types of the first ``width`` columns (the header of an older position)."""
-        return ColumnTypes(self.kinds[:width], self.zone)
+        return ColumnTypes(self.kinds[:width], self.zone, self.null_misfits)
 
     def event_ms(self, cells: Sequence[object], index: int) -> int:
         """The date-time in column ``index`` of a row (unformatted) as epoch milliseconds; 0 when it has none."""
@@ -117,15 +127,16 @@ class ColumnTypes:
         """A row's typed cells (as many as it has), and how many fell back to their text."""
         if self._loose and "" not in cells and all(type(cell) is str for cell in cells):
             return list(cells), 0  # text in columns without a number format: as it is
-        kinds, strict, zone, fallbacks = self.kinds, self._strict, self.zone, 0
+        kinds, strict, zone, fallbacks, null = self.kinds, self._strict, self.zone, 0, self.null_misfits
         width = len(kinds)
         out: list[object] = []
         for index, cell in enumerate(cells):
             if type(cell) is str and cell:  # most cells: text stays text
-                out.append(cell)
-                fallbacks += index < width and strict[index]
+                misfit = index < width and strict[index]
+                out.append(None if misfit and null else cell)
+                fallbacks += misfit
                 continue
             value, fell_back = typed_cell(cell, kinds[index] if index < width else None, zone)
-            out.append(value)
+            out.append(None if fell_back and null else value)
             fallbacks += fell_back
         return out, fallbacks

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from airflow_provider_sheets import accel
@@ -31,6 +32,7 @@ from airflow_provider_sheets.errors import (
     WatermarkError,
     with_fix,
 )
+from airflow_provider_sheets.hooks.registry import SchemaRegistryHook, TopicSchemas
 from airflow_provider_sheets.hooks.sheets import Page, SheetInfo, SheetsReader
 from airflow_provider_sheets.model import checks, headers
 from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, leading_rows
@@ -54,7 +56,7 @@ from airflow_provider_sheets.model.position import (
 from airflow_provider_sheets.model.reconcile import Reconciliation
 from airflow_provider_sheets.model.timestamps import RowSelection
 from airflow_provider_sheets.pipeline.drift import on_drift
-from airflow_provider_sheets.pipeline.encoding import Encoding
+from airflow_provider_sheets.pipeline.encoding import Encoding, SchemaPort
 from airflow_provider_sheets.pipeline.interval import select_interval, timestamp_column
 from airflow_provider_sheets.pipeline.progress import Checkpointer, Log, Progress
 from airflow_provider_sheets.pipeline.sinks import PreviewSink, PublishSink
@@ -111,6 +113,12 @@ def stored_fingerprints(settings: BatchSettings) -> dict[bytes, tuple[int, str]]
     return load_fingerprints(config, settings.fingerprint_topic)
 
 
+def registry_schemas(settings: BatchSettings) -> TopicSchemas:
+    """The topic's value schemas in the registry of the operator's ``schema_registry`` connection."""
+    hook = SchemaRegistryHook(settings.schema_registry_conn_id)
+    return TopicSchemas(hook.get_conn(), settings.topic, f"connection {settings.schema_registry_conn_id!r}")
+
+
 def committed_checkpoint(settings: BatchSettings, key: str) -> bytes | None:
     """The exactly-once checkpoint of ``key`` committed in the state topic, or ``None``."""
     config = client_config(settings.kafka_config_id, settings.producer_config)
@@ -131,6 +139,7 @@ class Ports:
     lease: Callable[[str, str, BatchSettings], WatermarkLease] = variable_lease
     checkpoint: Callable[[BatchSettings, str], bytes | None] = committed_checkpoint
     fingerprints: Callable[[BatchSettings], dict[bytes, tuple[int, str]]] = stored_fingerprints
+    schemas: Callable[[BatchSettings], SchemaPort] = registry_schemas
 
 
 @dataclass
@@ -360,8 +369,13 @@ class BatchRun:
         s = self.settings
         mapper = mapper_for(header, s.header_row, info, s.key_column, "header_row")
         known = previous.column_types if previous is not None and previous.fields == mapper.fields else None
-        self.encoding.type_columns(mapper, info, self.reader, known)
+        self.encoding.apply(mapper, info, self.reader, known, self.schemas, register=self.plan.publish)
         return mapper
+
+    @cached_property
+    def schemas(self) -> SchemaPort | None:
+        """The topic's value schemas in the Schema Registry, for a registry format (``None`` for the others)."""
+        return self.ports.schemas(self.settings) if self.encoding.registry else None
 
     def check(self, info: SheetInfo, store: WatermarkStore, previous: Watermark, reading: Reading) -> Reading:
         """
@@ -372,6 +386,7 @@ class BatchRun:
         s, fix = self.settings, self.drift_fix(store, reading.after_row)
         compare = checks.comparison(previous, reading.mapper, info.title)
         if compare.added:
+            self.encoding.as_before(compare.mapper, info, self.schemas)
             self.log.info(
                 "Tab %r gained %s at the right since the last run: records carry the new field(s) from now on.",
                 info.title,

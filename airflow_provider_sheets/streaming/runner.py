@@ -45,9 +45,10 @@ from airflow_provider_sheets.errors import (
     WatermarkError,
     with_fix,
 )
+from airflow_provider_sheets.hooks.registry import SchemaRegistryHook, TopicSchemas
 from airflow_provider_sheets.hooks.sheets import SheetInfo, SheetsConnection, SheetsReader
 from airflow_provider_sheets.model import checks, headers
-from airflow_provider_sheets.model.formats import VALUE_FORMATS
+from airflow_provider_sheets.model.formats import KEY_FORMATS, VALUE_FORMATS
 from airflow_provider_sheets.model.loop import LoopOptions, LoopResult, leading_rows
 from airflow_provider_sheets.model.mapping import RowMapper, RowMappingError, fingerprint
 from airflow_provider_sheets.model.position import RECENT_ROWS, PositionOf, position_key
@@ -208,6 +209,8 @@ class SheetStream:
         value_format: str = "json",
         typed_values: bool = False,
         event_time_column: str | None = None,
+        key_format: str = "text",
+        schema_registry_conn_id: str = "schema_registry_default",
     ) -> None:
         on_drift = as_choice("on_drift", on_drift, checks.DRIFT_POLICIES)
         if (reconcile or on_drift == checks.RECONCILE) and not fingerprint_topic:
@@ -246,8 +249,10 @@ class SheetStream:
             "Timestamp",
             event_time_column,
             header_row,
+            as_choice("key_format", key_format, KEY_FORMATS),
         )
         self.encoding.check("--event-time-column")
+        self.schema_registry_conn_id = schema_registry_conn_id
         #: the columns' number format types, while the header is the one they were read for
         self._kinds: tuple[str, list[str | None] | None] | None = None
         self._reconcile_pending = reconcile
@@ -281,6 +286,12 @@ class SheetStream:
             self.gcp_conn_id, self.api_endpoint, self.impersonation_chain, self.sheets_quota_per_minute
         )
         return accel.reader(connection, self.value_render_option, typed=self.encoding.typed)
+
+    @cached_property
+    def schemas(self) -> TopicSchemas:
+        """The topic's value schemas in the registry (the ``avro`` and ``json_schema`` formats)."""
+        hook = SchemaRegistryHook(self.schema_registry_conn_id)
+        return TopicSchemas(hook.get_conn(), self.topic, f"connection {self.schema_registry_conn_id!r}")
 
     @cached_property
     def publisher(self) -> Publisher:
@@ -679,7 +690,8 @@ class SheetStream:
             )
             self._header_hash = mapper.header_hash
         known = self._kinds[1] if self._kinds is not None and self._kinds[0] == mapper.header_hash else None
-        self._kinds = (mapper.header_hash, self.encoding.type_columns(mapper, info, self.reader, known))
+        schemas = self.schemas if self.encoding.registry else None
+        self._kinds = (mapper.header_hash, self.encoding.apply(mapper, info, self.reader, known, schemas))
         return mapper
 
     def _save_position(self) -> None:

@@ -144,7 +144,16 @@ class SheetToKafkaOperator(BaseOperator):
         binding's binary mode (``ce_specversion``, ``ce_id`` = spreadsheet/tab/row, ``ce_source``,
         ``ce_type``, ``ce_time`` = the event time, ``content-type: application/json`` headers);
         ``connect_json``: Kafka Connect's ``JsonConverter`` envelope with ``schemas.enable=true``
-        (``{"schema": …, "payload": …}``, typed from the columns' number formats; reads typed values).
+        (``{"schema": …, "payload": …}``, typed from the columns' number formats; reads typed values);
+        ``avro`` / ``json_schema``: confluent-kafka's ``AvroSerializer`` / ``JSONSerializer`` with the
+        tab's schema, registered under ``<topic>-value`` in the ``schema_registry_conn_id`` registry
+        before any record with it is sent (a question added at the right is a new optional field; a
+        version the registry's compatibility check refuses fails the run before anything is
+        published). Avro field names are the headers made Avro names, the headers in each ``doc``.
+    :param key_format: ``text`` (default): the key is the key column's cell, or the row number;
+        ``connect_json``: the same in Kafka Connect's ``JsonConverter`` envelope (a row number as
+        ``int64``, a key column's cell as ``string``).
+    :param schema_registry_conn_id: the ``schema_registry`` connection of ``avro`` / ``json_schema``.
     """
 
     template_fields: Sequence[str] = (
@@ -207,6 +216,8 @@ class SheetToKafkaOperator(BaseOperator):
         typed_values: bool = False,
         event_time_column: str | None = None,
         value_format: str = "json",
+        key_format: str = "text",
+        schema_registry_conn_id: str = "schema_registry_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -253,6 +264,8 @@ class SheetToKafkaOperator(BaseOperator):
         self.typed_values = typed_values
         self.event_time_column = event_time_column
         self.value_format = value_format
+        self.key_format = key_format
+        self.schema_registry_conn_id = schema_registry_conn_id
 
     @cached_property
     def reader(self) -> SheetsReader:

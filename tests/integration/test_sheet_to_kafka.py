@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 
@@ -290,3 +291,40 @@ def test_connect_json_records_are_read_by_a_kafka_connect_worker(connections, sh
         "Struct{Timestamp=Thu Nov 05 14:30:00 UTC 2026,Name=Bob,Rating=2.5,Subscribed=false,"
         "Day=Fri Nov 06 00:00:00 UTC 2026,At=Thu Jan 01 17:00:15 UTC 1970}",
     ]
+
+
+@pytest.mark.parametrize("key_column", [None, "Name"], ids=["row-number", "key-column"])
+def test_connect_json_keys_are_read_by_a_kafka_connect_worker(
+    connections, sheets_server, broker, topic, tmp_path, key_column
+):
+    """key_format=connect_json: a worker reading keys with the JsonConverter too converts every record."""
+    import shutil
+    from datetime import datetime
+
+    from airflow_provider_sheets.devkit.kafka_connect import FileSinkWorker
+    from tests.conftest import require_or_skip
+
+    require_or_skip(shutil.which("java") is not None and shutil.which("mvn") is not None, "Java and Maven")
+    sid = f"connect-keys-{uuid.uuid4().hex[:8]}"
+    rows = [[datetime(2026, 11, 5, 9, 5, 3), "Ann", 4], [datetime(2026, 11, 5, 9, 6, 0), "Bob", 5]]
+    sheets_server.create_spreadsheet(sid, {FORMS_TAB: [["Timestamp", "Name", "Rating"], *rows]})
+    result = run_operator(
+        spreadsheet_id=sid,
+        topic=topic,
+        api_endpoint=connections["api_endpoint"],
+        value_format="connect_json",
+        key_format="connect_json",
+        key_column=key_column,
+    )
+    assert result.state == "success"
+    messages = consume_all(broker.bootstrap_servers, topic, expected=2)
+    assert [json.loads(m.key) for m in messages] == (
+        [{"schema": {"type": "int64", "optional": False}, "payload": row} for row in (2, 3)]
+        if key_column is None
+        else [{"schema": {"type": "string", "optional": False}, "payload": name} for name in ("Ann", "Bob")]
+    )
+    assert [m.row for m in messages] == [2, 3], "sheets.row still says the row"
+    with FileSinkWorker(broker.bootstrap_servers, topic, tmp_path / "connect", json_keys=True) as worker:
+        lines = worker.wait_lines(2)
+        log = worker.log()
+    assert len(lines) == 2, log[-4000:]

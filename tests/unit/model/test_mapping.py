@@ -119,3 +119,38 @@ def test_rows_known_to_be_text_map_to_the_same_records_as_rows_checked_cell_by_c
             tuple(r) if isinstance(r, tuple) else r for r in checked
         ]
         assert any(isinstance(r, tuple) and r.value.startswith(b'{"id":"1"') for r in text)
+
+
+def test_an_encoder_makes_the_value_and_cells_right_of_the_header_are_an_error():
+    """A registry format's encoder takes the typed cells; a value right of the header has no field to go in."""
+    from airflow_provider_sheets.model.mapping import Record, RowMapper, RowMappingError
+
+    mapper = RowMapper(["A", "B"])
+    mapper.use_types(None, encode=lambda cells: repr(list(cells)).encode())
+    out = list(mapper.map_rows(2, [["x", "y"], ["x"], ["x", "y", ""], ["x", "y", "z"]], errors="yield"))
+    assert [o.value for o in out[:3]] == [b"['x', 'y']", b"['x']", b"['x', 'y']"]
+    assert all(isinstance(o, Record) for o in out[:3])
+    assert isinstance(out[3], RowMappingError)
+    assert out[3].row == 5
+    assert "column C, right of the header (which ends at column B)" in out[3].reason
+    assert mapper.fields == ["A", "B"], "the fields stay the schema's"
+
+
+@pytest.mark.parametrize(
+    ("key_column", "cells", "key"),
+    [
+        (None, ["Ann", "4"], b'{"schema":{"type":"int64","optional":false},"payload":7}'),
+        ("Name", ["Ann", "4"], b'{"schema":{"type":"string","optional":false},"payload":"Ann"}'),
+        ("Name", ['Ann "A"', "4"], b'{"schema":{"type":"string","optional":false},"payload":"Ann \\"A\\""}'),
+    ],
+)
+def test_a_key_in_the_connect_envelope(key_column, cells, key):
+    from airflow_provider_sheets.model.connect import key_envelope
+    from airflow_provider_sheets.model.mapping import RowMapper
+
+    mapper = RowMapper(["Name", "Score"], key_column=key_column)
+    mapper.use_key_envelope(key_envelope(numeric=mapper.keys_by_row))
+    assert not mapper.keys_by_row, "the key is not the row number's text: headers spell the row themselves"
+    (record,) = mapper.map_rows(7, [cells])
+    assert record.key == key
+    assert json.loads(record.key)["payload"] in (7, cells[0])

@@ -73,3 +73,19 @@ def test_a_row_is_each_cell_typed_on_its_own(kinds):
     for cells in rows:
         expected = [typed_cell(cell, kinds[i] if i < len(kinds) else None, UTC) for i, cell in enumerate(cells)]
         assert types.row(cells) == ([value for value, _ in expected], sum(fell for _, fell in expected))
+
+
+def test_a_schema_format_makes_a_misfit_null_and_counts_it():
+    """Text in a number or date column: kept as text for JSON, null for a schema that types the column."""
+    from zoneinfo import ZoneInfo
+
+    from airflow_provider_sheets.model.typed import ColumnTypes
+
+    kinds = ("NUMBER", "DATE_TIME", None)
+    as_text = ColumnTypes(kinds, ZoneInfo("UTC"))
+    as_null = ColumnTypes(kinds, ZoneInfo("UTC"), null_misfits=True)
+    cells = ["n/a", "yesterday", "free text"]
+    assert as_text.row(cells) == (["n/a", "yesterday", "free text"], 2)
+    assert as_null.row(cells) == ([None, None, "free text"], 2)
+    assert as_null.row([4, 46000.5, "x"]) == ([4, "2025-12-09T12:00:00+00:00", "x"], 0), "cells that fit stay typed"
+    assert as_null.narrowed(1) == ColumnTypes(("NUMBER",), ZoneInfo("UTC"), null_misfits=True)
