@@ -1,11 +1,13 @@
 # Two commands on a fresh machine:
 #   make demo   - the whole pipe on embedded defaults (local broker, local Sheets server, the DAG);
-#                 make demo BROKER=kafka runs it on Apache Kafka (Java needed) instead of Tansu
+#                 make demo BROKER=kafka runs it on Apache Kafka (Java needed) instead of Tansu,
+#                 make demo FORMAT=avro shows another value format (avro, json_schema: Java needed)
 #   make test   - lint + the test suite (what CI runs through .ci/run)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BROKER ?= tansu
+FORMAT ?= json
 
 .PHONY: demo test lint bench experiment clean
 
@@ -16,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m airflow_provider_sheets.devkit.demo --broker $(BROKER)
+	$(PY) -m airflow_provider_sheets.devkit.demo --broker $(BROKER) --value-format $(FORMAT)
 
 test: $(VENV)/.installed
 	bash scripts/test.sh

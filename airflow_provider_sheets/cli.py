@@ -125,9 +125,11 @@ def _kafka_arguments(kafka: argparse._ArgumentGroup) -> None:
     )
     kafka.add_argument(
         "--typed-values",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="record values as typed JSON (numbers, booleans, ISO 8601 dates with the spreadsheet's offset), "
-        "whatever the spreadsheet's locale",
+        "whatever the spreadsheet's locale (the default, unless --value-render-option is given); "
+        "--no-typed-values: each cell as the sheet shows it",
     )
     kafka.add_argument(
         "--key-format",

@@ -121,6 +121,21 @@ def as_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     return value
 
 
+def typed_values_for(typed_values: bool | None, value_render_option: str, name: str = "typed_values") -> bool:
+    """
+    Whether values are typed: as asked, else (``None``, the default) unless the cells are asked for
+    as some ``value_render_option`` other than the default one, which only formatted values can honour.
+    """
+    if typed_values is None:
+        return value_render_option == RENDER_OPTIONS[0]
+    if typed_values and value_render_option != RENDER_OPTIONS[0]:
+        raise SheetsConfigError(
+            f"{name} reads the cells' values and number formats itself; value_render_option="
+            f"{value_render_option!r} applies to formatted values only: set {name}=False with it"
+        )
+    return typed_values
+
+
 @dataclass(frozen=True)
 class BatchSettings:
     """
@@ -164,7 +179,8 @@ class BatchSettings:
     sheets_quota_per_minute: int | None = None
     reconcile: bool = False
     fingerprint_topic: str | None = None
-    typed_values: bool = False
+    #: ``None`` (the operator's default): typed unless a ``value_render_option`` is asked for
+    typed_values: bool | None = None
     event_time_column: str | None = None
     value_format: str = "json"
     key_format: str = "text"
@@ -186,7 +202,8 @@ class BatchSettings:
             v[name] = as_optional_int(name, v[name], minimum=1)
         v["sheets_quota_per_minute"] = as_optional_int("sheets_quota_per_minute", v["sheets_quota_per_minute"], 0)
         v["mapping_process"] = as_optional_bool("mapping_process", v["mapping_process"])
-        for name in ("dry_run", "full_refresh", "airflow_headers", "reconcile", "typed_values"):
+        v["typed_values"] = as_optional_bool("typed_values", v["typed_values"])
+        for name in ("dry_run", "full_refresh", "airflow_headers", "reconcile"):
             v[name] = as_bool(name, v[name])
         for name in (
             "sheet_name",
@@ -210,10 +227,6 @@ class BatchSettings:
         v["value_format"] = as_choice("value_format", v["value_format"], VALUE_FORMATS)
         v["key_format"] = as_choice("key_format", v["key_format"], KEY_FORMATS)
         v["value_render_option"] = as_choice("value_render_option", v["value_render_option"], RENDER_OPTIONS)
-        if v["typed_values"] and v["value_render_option"] != RENDER_OPTIONS[0]:
-            raise SheetsConfigError(
-                f"typed_values reads the cells' values and number formats itself; value_render_option="
-                f"{v['value_render_option']!r} applies with typed_values=False only"
-            )
+        v["typed_values"] = typed_values_for(v["typed_values"], v["value_render_option"])
         v["state_topic"] = v["state_topic"] or f"{v['topic']}.state"
         return cls(**v)

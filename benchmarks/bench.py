@@ -47,6 +47,7 @@ to write them elsewhere). This is a benchmark, not a test: it asserts nothing, i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -76,6 +77,15 @@ SPARE_ROWS = 1000
 INCREMENTAL_ROWS = 100
 #: Rows sent by ``ProduceToTopicOperator(synchronous=True)`` (one flush per record is slow).
 SYNC_ROWS = 5000
+#: the first load in another format, against the formatted JSON one of the same run: the floor of its
+#: rows/s ratio (``None``: reported, no target)
+FORMAT_FLOORS: dict[str, float | None] = {
+    "operator_typed": 0.8,
+    "operator_avro": 0.5,
+    "operator_json_schema": None,
+    "operator_connect_json": None,
+    "operator_cloudevents": None,
+}
 #: librdkafka settings of the raw-limit producer.
 RAW_CONFIG = {"enable.idempotence": True, "acks": "all", "linger.ms": 50}
 #: The operator's provenance headers (values of typical length), for the ``raw_headers`` path.
@@ -636,7 +646,7 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
         f"starting the {args.broker} broker and Sheets server ({args.rows} + {small_rows} rows × {args.cols} cols) …",
         flush=True,
     )
-    with make_broker(args.broker, log_path=work / f"{args.broker}.log") as broker:
+    with make_broker(args.broker, log_path=work / f"{args.broker}.log") as broker, contextlib.ExitStack() as closing:
         broker_info: dict[str, Any] = {
             "kind": args.broker,
             "version": broker.version,
@@ -648,6 +658,13 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
         bench.helpers = {"server": server.process.pid, "broker": broker.process.pid}
         try:
             bench.env = bench.airflow_env(broker.bootstrap_servers)
+            if {"avro", "json_schema"} & set((args.formats or "").split(",")):
+                from airflow_provider_sheets.devkit.schema_registry import ApicurioRegistry
+
+                registry = closing.enter_context(ApicurioRegistry(work / "registry"))
+                print(f"  Apicurio Registry {registry.version} at {registry.url}", flush=True)
+                connection = {"conn_type": "schema_registry", "host": registry.url}
+                bench.env["AIRFLOW_CONN_SCHEMA_REGISTRY_DEFAULT"] = json.dumps(connection)
             base = {"cols": args.cols, "api_endpoint": server.url, "bootstrap": broker.bootstrap_servers}
             operator_extra = {
                 "page_size": args.page_size,
@@ -732,15 +749,8 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
                     result = bench.child("incremental", "operator", spec)
                     result["server"] = _server_stats(server)
                     result["appended_rows"] = [first, last]
-            if args.typed:  # the same first load with typed values, beside the formatted one of the same run
-                typed_kwargs = {**(operator_extra["operator_kwargs"] or {}), "typed_values": True}
-
-                def typed_spec(run: int) -> dict[str, Any]:
-                    server.call("reset")
-                    spec = {**base, **operator_extra, "spreadsheet_id": SPREADSHEET_ID, "topic": _topic(broker)}
-                    return {**spec, "operator_kwargs": typed_kwargs, "profile": None}
-
-                bench.repeated("operator_typed", "operator", typed_spec)
+            for name, extra in _format_paths(args):  # the same first load in other formats, in the same run
+                bench.repeated(name, "operator", FormatSpec(server, broker, base, operator_extra, extra))
             if wanted("operator_small"):
                 spec = {**base, **operator_extra, "spreadsheet_id": SMALL_ID, "topic": _topic(broker), "profile": None}
                 bench.child("operator_small", "operator", spec)
@@ -750,6 +760,27 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
         finally:
             server.stop()
     return bench.results, broker_info
+
+
+def _format_paths(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    """The first-load paths of ``--typed`` and ``--formats``: their names and operator arguments."""
+    paths = [("operator_typed", {"typed_values": True})] if args.typed else []
+    for value_format in filter(None, (args.formats or "").split(",")):
+        paths.append((f"operator_{value_format}", {"value_format": value_format}))
+    return paths
+
+
+class FormatSpec:
+    """A first load's spec for one run of a format path: a fresh topic (a first load), the format's arguments."""
+
+    def __init__(self, server, broker, base: dict[str, Any], extra: dict[str, Any], kwargs: dict[str, Any]) -> None:
+        self.server, self.broker, self.base, self.extra = server, broker, base, extra
+        self.kwargs = {**(extra["operator_kwargs"] or {}), **kwargs}
+
+    def __call__(self, run: int) -> dict[str, Any]:
+        self.server.call("reset")
+        spec = {**self.base, **self.extra, "spreadsheet_id": SPREADSHEET_ID, "topic": _topic(self.broker)}
+        return {**spec, "operator_kwargs": self.kwargs, "profile": None}
 
 
 def _server_stats(server: SheetsServerProcess) -> dict[str, Any]:
@@ -835,12 +866,12 @@ def summarize(
         checks["operator whole task vs hook whole task >= 2.5"] = operator.get("task_vs_hook_async")
         checks["operator_vs_raw >= 0.7"] = operator.get("vs_raw")
         checks["operator_rss_over_noop_mb <= 100"] = operator.get("rss_over_noop_mb")
-    if "operator" in results and "operator_typed" in results:
-        typed = results["operator_typed"]
-        checks["operator_typed / operator rows/s >= 0.8"] = _ratio(
-            typed["rows_per_s"], results["operator"]["rows_per_s"]
-        )
-        checks["operator_typed_rss_over_noop_mb <= 100"] = typed.get("rss_over_noop_mb")
+    for name, floor in FORMAT_FLOORS.items():
+        if "operator" in results and name in results:
+            other = results[name]
+            label = f"{name} / operator rows/s" + (f" >= {floor}" if floor is not None else "")
+            checks[label] = _ratio(other["rows_per_s"], results["operator"]["rows_per_s"])
+            checks[f"{name}_rss_over_noop_mb <= 100"] = other.get("rss_over_noop_mb")
     if "operator" in results and "operator_small" in results and noop:
         big, small = results["operator"]["rss_over_noop_mb"], results["operator_small"]["rss_over_noop_mb"]
         checks["rss_over_noop big/small (flat: <= 1.2)"] = _ratio(max(big, 1.0), max(small, 1.0))
@@ -1063,6 +1094,11 @@ def main(argv: list[str] | None = None) -> None:
         "--typed",
         action="store_true",
         help="also run the first load with typed_values=True (operator_typed) and compare it with the formatted one",
+    )
+    parser.add_argument(
+        "--formats",
+        help="also run the first load in these value formats (comma-separated: cloudevents, connect_json, avro, "
+        "json_schema; the last two start an Apicurio Registry, which needs Java) as operator_<format>",
     )
     parser.add_argument(
         "--quota",

@@ -12,7 +12,8 @@ DOC = """
 ### Google Forms responses → Kafka
 
 Every 15 minutes, publishes the rows of the responses tab that arrived since the last run to a
-Kafka topic: one JSON record per response (`{question title: answer}`), keyed by the sheet row
+Kafka topic: one JSON record per response (`{question title: answer}`, numbers, checkboxes and dates
+typed whatever the sheet's locale), keyed by the sheet row
 number, with `sheets.*` and `airflow.*` provenance headers. The position is kept in an Airflow
 Variable (the *watermark*), moved only after Kafka acknowledged every record.
 
@@ -29,6 +30,9 @@ Variable (the *watermark*), moved only after Kafka acknowledged every record.
 * `sheets_sheet_name` (default `Form Responses 1`): the responses tab.
 * `sheets_topic` (default `form-responses`): the topic; create it before the first run.
 * `sheets_api_endpoint` (optional): a private Sheets endpoint; leave unset for Google's.
+* `sheets_value_format` (default `json`): `json`, `cloudevents`, `connect_json`, or `avro` /
+  `json_schema` (these register the tab's schema in the `schema_registry_default` connection's
+  Schema Registry, subject `<topic>-value`).
 * `sheets_fingerprint_topic` (optional, e.g. `form-responses.fingerprints`, created with
   `cleanup.policy=compact`): where every run keeps the fingerprints of what it published. With it,
   *Reconcile* works and drift is reconciled automatically (see below); without it, drift stops the
@@ -109,6 +113,7 @@ with DAG(
         sheet_name="{{ var.value.get('sheets_sheet_name', 'Form Responses 1') }}",
         topic="{{ var.value.get('sheets_topic', 'form-responses') }}",
         api_endpoint="{{ var.value.get('sheets_api_endpoint', '') }}",
+        value_format="{{ var.value.get('sheets_value_format', 'json') }}",
         dry_run="{{ params.dry_run }}",
         full_refresh="{{ params.full_refresh }}",
         start_row="{{ params.start_row }}",

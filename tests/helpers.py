@@ -117,12 +117,17 @@ class RunResult:
 
 
 def run_operator(task_id: str = "publish", dag_id: str = "sheets_it", **operator_kwargs: Any) -> RunResult:
-    """Run one ``SheetToKafkaOperator`` with these arguments through ``dag.test()``."""
+    """
+    Run one ``SheetToKafkaOperator`` with these arguments through ``dag.test()``; values are
+    formatted (``typed_values=False``) unless asked, as the tests' expected records are the cells as
+    the sheet shows them (the default, typed, is tested on its own).
+    """
     from airflow.sdk import DAG
 
     from airflow_provider_sheets.transfers.sheet_to_kafka import SheetToKafkaOperator
 
     operator_kwargs.setdefault("lease_settle", 0.2)
+    operator_kwargs.setdefault("typed_values", False)
     with DAG(dag_id=dag_id, schedule=None, start_date=datetime(2025, 1, 1), catchup=False) as dag:
         SheetToKafkaOperator(task_id=task_id, **operator_kwargs)
     return run_dag(dag, task_id)

@@ -6,12 +6,14 @@ responses sheet, migrates a throw-away Airflow metadata DB, runs the example DAG
 ``sheets_to_kafka`` with ``dag.test()``, appends new responses through the real Google client,
 runs the DAG again, prints what arrived in Kafka and the watermark, and stops what it started.
 
-Run it from a checkout: ``make demo`` (or ``python -m airflow_provider_sheets.devkit.demo``).
+Run it from a checkout: ``make demo`` (or ``python -m airflow_provider_sheets.devkit.demo``);
+``make demo FORMAT=avro`` (or ``--value-format``) shows another value format.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +25,7 @@ from typing import Any
 
 from airflow_provider_sheets.devkit.airflow_home import airflow_env, migrate
 from airflow_provider_sheets.devkit.broker import BROKER_KINDS, make_broker
+from airflow_provider_sheets.model.formats import AVRO, CONNECT_JSON, REGISTRY_FORMATS, VALUE_FORMATS
 
 SPREADSHEET_ID = "demo-forms-responses"
 TOPIC = "form-responses"
@@ -62,7 +65,26 @@ def _pairs(headers: Any) -> list[tuple[Any, Any]]:
     return list(headers.items()) if isinstance(headers, dict) else list(headers)
 
 
-def _print_topic(bootstrap_servers: str) -> int:
+def _decoder(value_format: str, registry_url: str | None) -> Any:
+    """How the demo reads a record's value: JSON (the Connect envelope's payload), or a registry deserializer."""
+    if value_format == CONNECT_JSON:
+        return lambda value: json.loads(value)["payload"]
+    if value_format not in REGISTRY_FORMATS:
+        return json.loads
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    client = SchemaRegistryClient({"url": registry_url})
+    deserializer = (
+        AvroDeserializer(client) if value_format == AVRO else JSONDeserializer(None, schema_registry_client=client)
+    )
+    context = SerializationContext(TOPIC, MessageField.VALUE)
+    return lambda value: deserializer(value, context)
+
+
+def _print_topic(bootstrap_servers: str, decode: Any = json.loads) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
@@ -81,7 +103,7 @@ def _print_topic(bootstrap_servers: str) -> int:
             raise RuntimeError(str(msg.error()))
         partition, offset = msg.partition() or 0, msg.offset() or 0
         headers = {str(k): (v or b"").decode() if isinstance(v, bytes) else str(v) for k, v in _pairs(msg.headers())}
-        records.append((int(msg.key() or b"0"), partition, offset, headers, json.loads(msg.value() or b"null")))
+        records.append((int(headers.get("sheets.row", 0)), partition, offset, headers, decode(msg.value())))
         if offset + 1 >= ends[partition]:
             pending.discard(partition)
     consumer.close()
@@ -90,7 +112,7 @@ def _print_topic(bootstrap_servers: str) -> int:
     for key, partition, offset, headers, value in records:
         _say(
             f"  key={key:>3}  partition={partition}  offset={offset:>2}  "
-            f"run={headers['airflow.run_id'][:30]}  {json.dumps(value, ensure_ascii=False)}"
+            f"run={headers['airflow.run_id'][:30]}  {json.dumps(value, ensure_ascii=False, default=str)}"
         )
     return len(records)
 
@@ -107,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         default="tansu",
         help="tansu (pip-only, the default) or kafka (Apache Kafka; needs Java, fetches its jars with Maven)",
     )
+    parser.add_argument(
+        "--value-format",
+        choices=VALUE_FORMATS,
+        default="json",
+        help="the records' value format; avro and json_schema also start an Apicurio Registry (needs Java)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -119,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
 
     home = Path(tempfile.mkdtemp(prefix="sheets-demo-airflow-"))
     try:
-        with SheetsServer() as sheets, make_broker(args.broker, log_path=home / "broker.log") as broker:
+        with (
+            SheetsServer() as sheets,
+            make_broker(args.broker, log_path=home / "broker.log") as broker,
+            contextlib.ExitStack() as closing,
+        ):
             sheets.create_spreadsheet(
                 SPREADSHEET_ID,
                 {FORMS_TAB: [list(FORMS_HEADER), *forms_rows(args.initial_rows)]},
@@ -137,6 +169,16 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["AIRFLOW_VAR_SHEETS_SPREADSHEET_ID"] = SPREADSHEET_ID
             os.environ["AIRFLOW_VAR_SHEETS_TOPIC"] = TOPIC
             os.environ["AIRFLOW_VAR_SHEETS_API_ENDPOINT"] = sheets.url
+            os.environ["AIRFLOW_VAR_SHEETS_VALUE_FORMAT"] = args.value_format
+            registry_url = None
+            if args.value_format in REGISTRY_FORMATS:
+                from airflow_provider_sheets.devkit.schema_registry import ApicurioRegistry
+
+                registry_url = closing.enter_context(ApicurioRegistry(home / "registry")).url
+                os.environ["AIRFLOW_CONN_SCHEMA_REGISTRY_DEFAULT"] = json.dumps(
+                    {"conn_type": "schema_registry", "host": registry_url}
+                )
+                _say(f"Schema Registry:  {registry_url}  (Apicurio Registry; subject {TOPIC}-value)")
             _say(f"Airflow home:     {home}  (migrating the metadata DB…)")
             _prepare_airflow(home, dags_folder)
 
@@ -158,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             third = _run_dag(dags_folder)
             _say(f"rows_published={third['rows_published']}")
 
-            total = _print_topic(broker.bootstrap_servers)
+            total = _print_topic(broker.bootstrap_servers, _decoder(args.value_format, registry_url))
             from airflow.models.variable import Variable
 
             _say(f"\nWatermark Variable {second['watermark_key']!r}:")

@@ -373,6 +373,54 @@ def _date_text(value: date, locale: str) -> str:
     return f"{d:02d}/{m:02d}/{y}"  # en_GB, fr_FR
 
 
+_ENTERED_DATE = re.compile(
+    r"(?P<a>\d{1,4})[./-]\s?(?P<b>\d{1,2})[./-]\s?(?P<c>\d{1,4})\.?"
+    r"(?:\s+(?P<noon1>\uc624\uc804|\uc624\ud6c4)?\s*(?P<h>\d{1,2}):(?P<m>\d{2})(?::(?P<s>\d{2}))?\s*(?P<noon2>[AaPp][Mm])?)?"
+)
+
+
+def _user_entered(value: object, locale: str) -> object:
+    """
+    A value written with ``valueInputOption=USER_ENTERED``, parsed as if typed into the sheet (this
+    server's own reading, apart from the client's): a leading ``'`` keeps text, ``TRUE``/``FALSE``
+    become booleans, numbers numbers (a decimal comma in a comma locale), and a numeric date or
+    date-time in the locale's date order a date or date-time. Anything else stays text.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("'"):
+        return value.lstrip()[1:]
+    if text.upper() in ("TRUE", "FALSE"):
+        return text.upper() == "TRUE"
+    number = text.replace(",", ".") if locale in _DECIMAL_COMMA else text
+    if re.fullmatch(r"-?\d+", number):
+        return int(number)
+    if re.fullmatch(r"-?\d*\.\d+", number):
+        return float(number)
+    match = _ENTERED_DATE.fullmatch(text)
+    return value if match is None else _entered_moment(match, locale, value)
+
+
+def _entered_moment(match: re.Match[str], locale: str, text: str) -> object:
+    a, b, c = int(match["a"]), int(match["b"]), int(match["c"])
+    if len(match["a"]) == 4 or locale == "ko_KR":
+        year, month, day = a, b, c
+    elif locale == "en_US":
+        month, day, year = a, b, c
+    else:
+        day, month, year = a, b, c
+    try:
+        if match["h"] is None:
+            return date(year, month, day)
+        hour, noon = int(match["h"]), match["noon1"] or match["noon2"]
+        if noon is not None:
+            hour = hour % 12 + (12 if noon.lower() in ("pm", "\uc624\ud6c4") else 0)
+        return datetime(year, month, day, hour, int(match["m"]), int(match["s"] or 0))
+    except ValueError:
+        return text
+
+
 def _time_text(value: datetime, locale: str) -> str:
     """A time of day as the locale's default date-time format shows it."""
     if locale == "en_US":
@@ -1271,6 +1319,18 @@ class SheetsServer:
         return values[-1]
 
     @staticmethod
+    def _entered(book: _Spreadsheet, values: list[list[object]], query: dict[str, list[str]]) -> list[list[object]]:
+        """The values as stored: as sent (``RAW``), or parsed as typed in (``USER_ENTERED``); the option is required."""
+        option = query.get("valueInputOption")
+        if not option:
+            raise _ApiError(400, "'valueInputOption' is required but not specified")
+        if option[-1] not in ("RAW", "USER_ENTERED"):
+            raise _ApiError(400, f"Invalid value at 'value_input_option', \"{option[-1]}\"")
+        if option[-1] == "RAW":
+            return values
+        return [[_user_entered(cell, book.locale) for cell in cells] for cells in values]
+
+    @staticmethod
     def _values(data: dict[str, Any], where: str = "values") -> list[list[object]]:
         values = data.get("values") or []
         if not isinstance(values, list) or not all(isinstance(cells, list) for cells in values):
@@ -1469,7 +1529,7 @@ class SheetsServer:
         self, book: _Spreadsheet, range_: str, data: dict[str, Any], query: dict[str, list[str]]
     ) -> dict[str, Any]:
         tab, a1 = self._resolve(book, range_)
-        values = self._values(data)
+        values = self._entered(book, self._values(data), query)
         row, col = a1.start_row or 1, a1.start_col or 1
         last_row = row + len(values) - 1
         last_col = col + max((len(cells) for cells in values), default=0) - 1
@@ -1494,7 +1554,7 @@ class SheetsServer:
     ) -> tuple[int, dict[str, Any]]:
         book = self._api_book(spreadsheet_id)
         tab, a1 = self._resolve(book, range_)
-        values = self._values(self._json(body))
+        values = self._entered(book, self._values(self._json(body)), query)
         insert = self._option(query, "insertDataOption", ("OVERWRITE", "INSERT_ROWS"), "OVERWRITE")
         table_end = tab.last_row()
         response: dict[str, Any] = {"spreadsheetId": spreadsheet_id}
@@ -1544,6 +1604,7 @@ class SheetsServer:
             "includeValuesInResponse": [str(data.get("includeValuesInResponse", False)).lower()],
             "responseValueRenderOption": [data.get("responseValueRenderOption", "FORMATTED_VALUE")],
             "responseDateTimeRenderOption": [data.get("responseDateTimeRenderOption", "SERIAL_NUMBER")],
+            **({"valueInputOption": [data["valueInputOption"]]} if data.get("valueInputOption") else {}),
         }
         scratch = copy.deepcopy(book)
         responses = []

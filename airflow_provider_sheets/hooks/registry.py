@@ -10,7 +10,9 @@ and in the extra any of the client's TLS settings (``ssl.ca.location``, ``ssl.ce
 A tab's value schema is registered under ``<topic>-value`` (TopicNameStrategy) before any record
 with it is sent; the registry's compatibility check decides whether a changed schema is accepted.
 Rows are then serialized by ``AvroSerializer`` / ``JSONSerializer`` with that schema (no automatic
-registration), primed here so that the mapping process makes no request.
+registration), primed here so that the mapping process makes no request. confluent-kafka's registry
+client needs the ``schema-registry`` extra (``pip install airflow-provider-sheets[schema-registry]``):
+it is imported only when a registry format is used.
 """
 
 from __future__ import annotations
@@ -20,9 +22,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from airflow.sdk import BaseHook
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, topic_subject_name_strategy
-from confluent_kafka.schema_registry.error import SchemaRegistryError
-from confluent_kafka.serialization import MessageField, SerializationContext
 
 from airflow_provider_sheets.errors import SchemaRegistryAccessError, SchemaRegistryRefusal
 from airflow_provider_sheets.model.formats import AVRO
@@ -31,6 +30,23 @@ from airflow_provider_sheets.model.schemas import schema_changes
 #: the client settings a connection's extra may add
 CLIENT_EXTRA_KEYS = ("ssl.ca.location", "ssl.certificate.location", "ssl.key.location", "timeout", "max.retries")
 _TYPES = {AVRO: "AVRO", "json_schema": "JSON"}
+
+
+def _client_module() -> Any:
+    """confluent-kafka's Schema Registry package (an optional dependency: imported when used)."""
+    try:
+        import confluent_kafka.schema_registry as registry
+        import confluent_kafka.schema_registry.error  # noqa: F401  (SchemaRegistryError)
+    except ImportError as err:
+        raise SchemaRegistryAccessError(
+            f"the avro and json_schema value formats need confluent-kafka's Schema Registry client ({err}): "
+            "pip install 'airflow-provider-sheets[schema-registry]'"
+        ) from None
+    return registry
+
+
+def _registry_error() -> Any:
+    return _client_module().error.SchemaRegistryError
 
 
 def registry_url(host: str, port: int | None = None, path: str | None = None) -> str:
@@ -87,8 +103,9 @@ class SchemaRegistryHook(BaseHook):
         config.update({key: extra[key] for key in CLIENT_EXTRA_KEYS if key in extra})
         return config
 
-    def get_conn(self) -> SchemaRegistryClient:
-        return SchemaRegistryClient.new_client(self.client_config())
+    def get_conn(self) -> Any:
+        """confluent-kafka's ``SchemaRegistryClient`` (its in-memory one for a ``mock://`` URL)."""
+        return _client_module().SchemaRegistryClient.new_client(self.client_config())
 
 
 class TopicSchemas:
@@ -99,7 +116,7 @@ class TopicSchemas:
     :param where: how the registry is named in errors (a connection id or a URL, never credentials).
     """
 
-    def __init__(self, client: SchemaRegistryClient, topic: str, where: str) -> None:
+    def __init__(self, client: Any, topic: str, where: str) -> None:
         self.client = client
         self.topic = topic
         self.subject = f"{topic}-value"
@@ -110,21 +127,22 @@ class TopicSchemas:
     def _latest(self, schema_format: str) -> dict[str, Any] | None:
         try:
             latest = self.client.get_latest_version(self.subject)
-        except SchemaRegistryError as err:
+        except _registry_error() as err:
             if err.http_status_code == 404:
                 return None
             raise self._access_error(err, "read the subject's latest version") from None
         text = latest.schema.schema_str if latest.schema is not None else None
         return json.loads(text) if text else None
 
-    def _access_error(self, err: SchemaRegistryError, what: str) -> SchemaRegistryAccessError:
+    def _access_error(self, err: Any, what: str) -> SchemaRegistryAccessError:
         return SchemaRegistryAccessError(
             f"the Schema Registry ({self.where}) failed to {what} of subject {self.subject!r}: {err.error_message} "
             f"(HTTP {err.http_status_code}, code {err.error_code})"
         )
 
-    def schema(self, schema_format: str, schema: dict[str, Any]) -> Schema:
-        return Schema(json.dumps(schema, ensure_ascii=False, sort_keys=True), _TYPES[schema_format])
+    def schema(self, schema_format: str, schema: dict[str, Any]) -> Any:
+        """confluent-kafka's ``Schema`` of ``schema`` (its text with sorted keys: the same text every run)."""
+        return _client_module().Schema(json.dumps(schema, ensure_ascii=False, sort_keys=True), _TYPES[schema_format])
 
     def check(self, schema_format: str, schema: dict[str, Any]) -> None:
         """Whether the registry would accept ``schema`` (a dry run): :class:`SchemaRegistryRefusal` if not."""
@@ -132,7 +150,7 @@ class TopicSchemas:
             return
         try:
             accepted = self.client.test_compatibility(self.subject, self.schema(schema_format, schema))
-        except SchemaRegistryError as err:
+        except _registry_error() as err:
             raise self._access_error(err, "test a schema") from None
         if not accepted:
             raise self._refusal(schema_format, schema, "its compatibility check refuses it")
@@ -141,7 +159,7 @@ class TopicSchemas:
         """Register ``schema`` (a new version when it differs); its id. :class:`SchemaRegistryRefusal` if refused."""
         try:
             return self.client.register_schema(self.subject, self.schema(schema_format, schema))
-        except SchemaRegistryError as err:
+        except _registry_error() as err:
             if err.http_status_code in (409, 422):
                 raise self._refusal(schema_format, schema, err.error_message) from None
             raise self._access_error(err, "register a schema") from None
@@ -163,7 +181,9 @@ class TopicSchemas:
         """
         from confluent_kafka.schema_registry.avro import AvroSerializer
         from confluent_kafka.schema_registry.json_schema import JSONSerializer
+        from confluent_kafka.serialization import MessageField, SerializationContext
 
+        topic_subject_name_strategy = _client_module().topic_subject_name_strategy
         memo = (schema_format, self.schema(schema_format, schema).schema_str or "", tuple(names))
         if memo in self._encoders:
             return self._encoders[memo]
@@ -175,7 +195,7 @@ class TopicSchemas:
         encode = RowSerializer(serializer, tuple(names), SerializationContext(self.topic, MessageField.VALUE))
         try:
             encode([])
-        except SchemaRegistryError as err:
+        except _registry_error() as err:
             raise self._access_error(err, "look up the registered schema") from None
         self._encoders[memo] = encode
         return encode
@@ -184,7 +204,7 @@ class TopicSchemas:
 class RowSerializer:
     """A row's cells (as many as the fields, or fewer) as ``{field: cell}`` through a registry serializer."""
 
-    def __init__(self, serializer: Any, names: tuple[str, ...], context: SerializationContext) -> None:
+    def __init__(self, serializer: Any, names: tuple[str, ...], context: Any) -> None:
         self.serializer = serializer
         self.names = names
         self.empty = dict.fromkeys(names)

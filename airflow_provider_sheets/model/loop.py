@@ -126,7 +126,7 @@ def map_page(
         for record in mapper.map_rows(first, rows, "yield" if dead_letters else "raise", page.all_text):
             if type(record) is not Record:
                 if isinstance(record, RowMappingError):
-                    dead.append((record, rows[record.row - first]))
+                    dead.append((record, mapper.cells_as_json(rows[record.row - first])))
                 continue
             seen += 1
             if select is None or select(rows[record.row - first], record.row):

@@ -151,6 +151,10 @@ class RowMapper:
         self.wrap = wrap
         self.encode = encode
 
+    def cells_as_json(self, cells: list[Any]) -> list[Any]:
+        """A row's cells as a dead letter shows them: typed JSON values when values are typed, else as read."""
+        return cells if self.types is None else self.types.json_row(cells)
+
     def use_key_envelope(self, wrap: tuple[bytes, bytes]) -> None:
         """Put each key between those bytes: a key column's cell as a JSON string, a row number as a number."""
         self.key_wrap = wrap

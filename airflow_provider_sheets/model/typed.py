@@ -123,6 +123,11 @@ class ColumnTypes:
             return 0
         return round(serial_moment(float(cell), self.zone).timestamp() * 1000)  # type: ignore[arg-type]
 
+    def json_row(self, cells: Sequence[object]) -> list[object]:
+        """A row's cells as typed JSON values, text kept where it disagrees with its column (a dead letter's)."""
+        kinds, zone, width = self.kinds, self.zone, len(self.kinds)
+        return [typed_cell(cell, kinds[i] if i < width else None, zone)[0] for i, cell in enumerate(cells)]
+
     def row(self, cells: Sequence[object]) -> tuple[list[object], int]:
         """A row's typed cells (as many as it has), and how many fell back to their text."""
         if self._loose and "" not in cells and all(type(cell) is str for cell in cells):

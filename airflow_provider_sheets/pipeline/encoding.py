@@ -75,7 +75,8 @@ class Encoding:
     @classmethod
     def of(cls, s: BatchSettings) -> Encoding:
         """The encoding an operator's settings ask for."""
-        return cls(s.value_format, s.typed_values, s.timestamp_column, s.event_time_column, s.header_row, s.key_format)
+        typed = bool(s.typed_values)  # checked: never None
+        return cls(s.value_format, typed, s.timestamp_column, s.event_time_column, s.header_row, s.key_format)
 
     @property
     def typed(self) -> bool:

@@ -64,6 +64,7 @@ from airflow_provider_sheets.settings import (
     as_int,
     as_optional_int,
     as_positive,
+    typed_values_for,
 )
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ class SheetStream:
         fingerprint_topic: str | None = None,
         reconcile: bool = False,
         value_format: str = "json",
-        typed_values: bool = False,
+        typed_values: bool | None = None,
         event_time_column: str | None = None,
         key_format: str = "text",
         schema_registry_conn_id: str = "schema_registry_default",
@@ -245,7 +246,7 @@ class SheetStream:
         #: how records are encoded: the operator's rules (one implementation)
         self.encoding = Encoding(
             as_choice("value_format", value_format, VALUE_FORMATS),
-            typed_values,
+            typed_values_for(typed_values, value_render_option, "--typed-values"),
             "Timestamp",
             event_time_column,
             header_row,

@@ -133,8 +133,9 @@ class SheetToKafkaOperator(BaseOperator):
     :param typed_values: record values as typed JSON, whatever the spreadsheet's locale: numbers as
         numbers, checkboxes as booleans, dates, times and date-times as ISO 8601 (date-times with the
         spreadsheet's time-zone offset), empty cells as ``null``; read as unformatted values with
-        each column's number format (see :mod:`airflow_provider_sheets.model.typed`). ``False``
-        (today's default): each cell as the sheet shows it.
+        each column's number format (see :mod:`airflow_provider_sheets.model.typed`). The default
+        (``None``) is ``True`` unless ``value_render_option`` asks for the cells some other way;
+        ``False``: each cell as the sheet shows it. Templated.
     :param event_time_column: with ``typed_values``, the column whose date-time becomes each
         record's Kafka timestamp (CreateTime): the submission time, for consumers that window on
         event time; default: the ``timestamp_column`` (Forms' ``Timestamp``) when the tab has it.
@@ -174,6 +175,8 @@ class SheetToKafkaOperator(BaseOperator):
         "reconcile",
         "fingerprint_topic",
         "on_drift",
+        "typed_values",
+        "value_format",
     )
     ui_color = "#e6f4ea"
 
@@ -213,7 +216,7 @@ class SheetToKafkaOperator(BaseOperator):
         sheets_quota_per_minute: int | None = None,
         reconcile: bool | str = False,
         fingerprint_topic: str | None = None,
-        typed_values: bool = False,
+        typed_values: bool | str | None = None,
         event_time_column: str | None = None,
         value_format: str = "json",
         key_format: str = "text",
@@ -261,7 +264,7 @@ class SheetToKafkaOperator(BaseOperator):
         self.sheets_quota_per_minute = sheets_quota_per_minute
         self.reconcile: Any = reconcile
         self.fingerprint_topic = fingerprint_topic
-        self.typed_values = typed_values
+        self.typed_values: Any = typed_values
         self.event_time_column = event_time_column
         self.value_format = value_format
         self.key_format = key_format

@@ -328,3 +328,17 @@ def test_connect_json_keys_are_read_by_a_kafka_connect_worker(
         lines = worker.wait_lines(2)
         log = worker.log()
     assert len(lines) == 2, log[-4000:]
+
+
+def test_values_are_typed_by_default(connections, sheets_server, broker, topic):
+    """Without typed_values, a form's answers arrive typed (a number, a boolean, an ISO date-time)."""
+    from datetime import datetime
+
+    sid = f"default-typed-{uuid.uuid4().hex[:8]}"
+    sheets_server.create_spreadsheet(
+        sid, {FORMS_TAB: [["Timestamp", "Name", "Rating", "OK"], [datetime(2026, 11, 5, 9, 5, 3), "Ann", 4, True]]}
+    )
+    result = run_operator(spreadsheet_id=sid, topic=topic, api_endpoint=connections["api_endpoint"], typed_values=None)
+    assert result.state == "success"
+    (message,) = consume_all(broker.bootstrap_servers, topic, expected=1)
+    assert message.value == {"Timestamp": "2026-11-05T09:05:03+00:00", "Name": "Ann", "Rating": 4, "OK": True}

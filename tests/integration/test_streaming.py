@@ -104,6 +104,9 @@ def _append(server, spreadsheet_id: str, count: int, start: int) -> range:
 
 
 def _runner_args(spreadsheet_id, topic, broker, server, *extra: str) -> list[str]:
+    """The stream's options; values formatted (the expected records' cells as shown) unless --typed-values is given."""
+    if "--typed-values" not in extra:
+        extra = ("--no-typed-values", *extra)
     return [
         "--spreadsheet-id", spreadsheet_id, "--topic", topic, "--bootstrap-servers", broker.bootstrap_servers,
         "--api-endpoint", server.url, "--poll-interval", str(POLL), "--status-interval", "2",

@@ -283,6 +283,7 @@ def test_names_are_the_fields_in_order():
 def test_check_keeps_the_defaults():
     checked = BatchSettings.check(rendered())
     expected = {**DEFAULTS, "spreadsheet_id": "1SheetId", "topic": "responses", "state_topic": "responses.state"}
+    expected["typed_values"] = True  # the default (None) is typed, with the default value_render_option
     assert {name: getattr(checked, name) for name in BatchSettings.names()} == expected
     assert checked.page_size == DEFAULT_PAGE_SIZE
     assert checked.delivery == AT_LEAST_ONCE
@@ -429,3 +430,25 @@ def test_the_operator_and_the_settings_have_the_same_arguments_and_defaults():
     # state_topic: None on the operator means "<topic>.state", which check() fills in
     differ = {n: (operator[n], settings[n]) for n in operator if n not in required and n != "state_topic"}
     assert {n: pair for n, pair in differ.items() if pair[0] != pair[1]} == {}
+
+
+@pytest.mark.parametrize(
+    ("typed_values", "render", "expected"),
+    [
+        (None, "FORMATTED_VALUE", True),
+        (None, "UNFORMATTED_VALUE", False),
+        (None, "FORMULA", False),
+        ("false", "FORMATTED_VALUE", False),
+        ("True", "FORMATTED_VALUE", True),
+        (False, "UNFORMATTED_VALUE", False),
+        ("", "FORMATTED_VALUE", True),
+    ],
+)
+def test_typed_values_by_default_unless_a_render_option_is_asked_for(typed_values, render, expected):
+    values = {**rendered(), "typed_values": typed_values, "value_render_option": render}
+    assert BatchSettings.check(values).typed_values is expected
+
+
+def test_typed_values_and_a_render_option_asked_for_together_are_refused():
+    with pytest.raises(SheetsConfigError, match=r"value_render_option='FORMULA' applies to formatted values only"):
+        BatchSettings.check({**rendered(), "typed_values": True, "value_render_option": "FORMULA"})

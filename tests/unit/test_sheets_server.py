@@ -563,3 +563,52 @@ def test_command_line_serves_until_sigterm():
     assert process.returncode == 0
     assert stdout == ""
     assert stderr == ""  # nothing after the single start-up line
+
+
+@pytest.mark.parametrize(
+    ("locale", "entered", "stored"),
+    [
+        (
+            "en_US",
+            ["11/2/2026 9:05:03", "4", "2.5", "TRUE", "11/3/2026", "'007", "hello", "=1+1"],
+            [46328.37850694444, 4, 2.5, True, 46329, "007", "hello", "=1+1"],
+        ),
+        (
+            "de_DE",
+            ["02.11.2026 09:05:03", "4", "2,5", "false", "03.11.2026", "'2,5", "hallo", "1.2.3.4.5"],
+            [46328.37850694444, 4, 2.5, False, 46329, "2,5", "hallo", "1.2.3.4.5"],
+        ),
+        (
+            "ko_KR",
+            ["2026. 11. 2 오후 1:05:03", "4", "2.5"],
+            [46328.545173611114, 4, 2.5],
+        ),
+    ],
+)
+def test_user_entered_values_are_parsed_as_typed_in_and_raw_ones_kept(server, hook, locale, entered, stored):
+    """valueInputOption=USER_ENTERED parses numbers, booleans and dates in the locale; RAW keeps the text."""
+    sid = f"entered-{locale}"
+    server.create_spreadsheet(sid, {"S": [["h"]]}, locale=locale)
+    hook.append_values(sid, "S!A1", [entered], value_input_option="USER_ENTERED")
+    hook.append_values(sid, "S!A1", [entered], value_input_option="RAW")
+    rows = hook.get_values(
+        sid, "S!A2:H3", value_render_option="UNFORMATTED_VALUE", date_time_render_option="SERIAL_NUMBER"
+    )
+    assert [type(v) for v in rows[0]] == [type(v) for v in stored]
+    assert [pytest.approx(v) if type(v) is float else v for v in stored] == rows[0]
+    assert rows[1] == entered, "RAW: stored as sent"
+
+
+def test_a_write_without_value_input_option_is_refused(server):
+    """Google requires valueInputOption on values.update and values.append (HTTP 400)."""
+    server.create_spreadsheet("no-option", {"S": [["h"]]})
+    request = urllib.request.Request(
+        f"{server.url}/v4/spreadsheets/no-option/values/S!A2:append",
+        data=json.dumps({"values": [["x"]]}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400
+    assert "'valueInputOption' is required but not specified" in refused.value.read().decode()

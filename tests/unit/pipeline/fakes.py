@@ -401,10 +401,14 @@ class FingerprintReader:
 
 
 def settings(**values: Any) -> BatchSettings:
-    """``BatchSettings.check`` over every name with its default, plus ``values``."""
+    """
+    ``BatchSettings.check`` over every name with its default, plus ``values``; values are formatted
+    (``typed_values=False``) unless asked: the fake readers serve the cells as the sheet shows them
+    (typed values are tested through the real reader and the local Sheets server).
+    """
     defaults = {f.name: f.default for f in fields(BatchSettings) if f.default is not MISSING}
     base = {name: defaults.get(name) for name in BatchSettings.names()}
-    base.update(spreadsheet_id=SPREADSHEET_ID, topic=TOPIC)
+    base.update(spreadsheet_id=SPREADSHEET_ID, topic=TOPIC, typed_values=False)
     base.update(values)
     return BatchSettings.check(base)
 

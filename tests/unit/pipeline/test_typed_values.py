@@ -115,3 +115,25 @@ def test_an_event_time_column_needs_typed_values(server):
     h = _harness(server, "en_US", "Etc/UTC")
     with pytest.raises(SheetsConfigError, match="event_time_column reads the column's date-times as serial numbers"):
         h.run(RUN, sheet_name=TAB, event_time_column="Timestamp", mapping_process=False)
+
+
+def test_a_dead_letter_shows_the_rows_cells_typed_as_the_records_are(server, mapping_process):
+    """A row with no key, under typed values: its dead letter has typed JSON cells (an ISO date-time, a number)."""
+    h = _harness(server, "de_DE", "Europe/Berlin")
+    server.set_cell(SPREADSHEET_ID, TAB, 3, 2, "")  # Bob's name, the key column
+    dlq = "responses.dlq"
+    summary = h.run(
+        RUN,
+        sheet_name=TAB,
+        typed_values=True,
+        key_column="Name",
+        dead_letter_topic=dlq,
+        mapping_process=mapping_process,
+    )
+    assert summary.rows_dead_lettered == 1
+    (dead,) = [sent for sent in h.publisher.sent if sent.topic == dlq]
+    assert json.loads(dead.value) == {
+        "row": 3,
+        "cells": ["2026-11-05T14:30:00+01:00", None, 5, 0.25, False, "about 10"],
+        "error": "the key column 'Name' is empty",
+    }
