@@ -50,6 +50,25 @@ def get_provider_info() -> dict:
                 "hook-class-name": "airflow_provider_sheets.hooks.registry.SchemaRegistryHook",
             }
         ],
+        "extra-links": [
+            "airflow_provider_sheets.transfers.links.GoogleSheetLink",
+            "airflow_provider_sheets.transfers.links.TopicLink",
+        ],
+        "config": {
+            "sheets_to_kafka": {
+                "description": "Settings of the Google Sheets to Kafka provider.",
+                "options": {
+                    "kafka_ui_topic_url": {
+                        "description": "The URL of a topic's page in your Kafka UI, with {topic} where the topic's "
+                        "name goes; the operator's and the sensor's Topic link. Empty: no Topic link.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "http://kafka-ui:8080/ui/clusters/local/all-topics/{topic}",
+                        "default": "",
+                    }
+                },
+            }
+        },
         "transfers": [
             {
                 "source-integration-name": "Google Sheets to Kafka",

@@ -52,6 +52,8 @@ from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB
 STARTUP_TIMEOUT = float(os.environ.get("SHEETS_AIRFLOW_STARTUP_TIMEOUT", "300"))
 EXAMPLE_DAG = "sheets_to_kafka"
 EXAMPLE_TASK = "publish_new_responses"
+#: the topic the example AssetWatcher DAG (dags/sheets_watch_topic.py) watches, created with the server
+WATCHED_TOPIC = "form-responses"
 FINISHED = ("success", "failed")
 ACTIVE = ("queued", "running")
 
@@ -520,7 +522,19 @@ def server_env(url: str, port: int, broker_servers: str, sheets_url: str) -> dic
             "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps(
                 {"conn_type": "kafka", "extra": {"bootstrap.servers": broker_servers}}
             ),
+            # the example AssetWatcher's consumer (its trigger subscribes with the connection's group.id)
+            "AIRFLOW_CONN_KAFKA_WATCH": json.dumps(
+                {
+                    "conn_type": "kafka",
+                    "extra": {
+                        "bootstrap.servers": broker_servers,
+                        "group.id": "sheets_watch_topic",
+                        "auto.offset.reset": "earliest",
+                    },
+                }
+            ),
             "AIRFLOW_VAR_SHEETS_API_ENDPOINT": sheets_url,
+            "AIRFLOW__SHEETS_TO_KAFKA__KAFKA_UI_TOPIC_URL": "http://kafka-ui.test/ui/clusters/local/all-topics/{topic}",
             "PYTHONUNBUFFERED": "1",
             "NO_COLOR": "1",
         }
@@ -558,6 +572,7 @@ def airflow_server(request, airflow_db, broker, sheets_server, tmp_path_factory)
         log_path = tmp_path_factory.mktemp("airflow") / "airflow-standalone.log"
         server = _SESSION["server"] = AirflowServer(log_path, broker.bootstrap_servers, sheets_server.url)
         atexit.register(server.stop)  # also after an interrupted session
+        broker.create_topics([WATCHED_TOPIC], partitions=1)
     server.start()
     yield server
     if not _next_test_uses_airflow(request):

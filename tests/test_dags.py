@@ -49,3 +49,43 @@ def test_provider_is_registered():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "airflow-provider-sheets" in result.stdout
+
+
+def _airflow_json(*args: str) -> object:
+    import json
+
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", *args, "--output", "json"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout[result.stdout.index("[") :])
+
+
+def test_the_provider_declares_its_connection_type_links_and_config():
+    """``airflow providers get --full`` and ``airflow providers links`` show what the provider adds."""
+    (info,) = _airflow_json("providers", "get", "airflow-provider-sheets", "--full")
+    assert {
+        "connection-type": "schema_registry",
+        "hook-class-name": "airflow_provider_sheets.hooks.registry.SchemaRegistryHook",
+    } in info["connection-types"]
+    assert info["extra-links"] == [
+        "airflow_provider_sheets.transfers.links.GoogleSheetLink",
+        "airflow_provider_sheets.transfers.links.TopicLink",
+    ]
+    assert "kafka_ui_topic_url" in info["config"]["sheets_to_kafka"]["options"]
+    links = _airflow_json("providers", "links")
+    names = {row["extra_link_class_name"] for row in links}
+    assert {
+        "airflow_provider_sheets.transfers.links.GoogleSheetLink",
+        "airflow_provider_sheets.transfers.links.TopicLink",
+    } <= names
+
+
+def test_the_links_are_the_tab_and_the_topic_in_the_kafka_ui():
+    from airflow_provider_sheets.transfers.links import sheet_url, topic_url
+
+    assert sheet_url("1AbC", 123) == "https://docs.google.com/spreadsheets/d/1AbC/edit#gid=123"
+    assert sheet_url("1AbC") == "https://docs.google.com/spreadsheets/d/1AbC/edit"
+    template = "http://kafka-ui:8080/ui/clusters/local/all-topics/{topic}"
+    assert topic_url(template, "form responses") == "http://kafka-ui:8080/ui/clusters/local/all-topics/form%20responses"
+    assert topic_url("", "form-responses") == "", "no Kafka UI configured: no link"

@@ -25,7 +25,7 @@ from typing import Any
 
 from airflow_provider_sheets.devkit.airflow_home import airflow_env, migrate
 from airflow_provider_sheets.devkit.broker import BROKER_KINDS, make_broker
-from airflow_provider_sheets.model.formats import AVRO, CONNECT_JSON, REGISTRY_FORMATS, VALUE_FORMATS
+from airflow_provider_sheets.model.formats import REGISTRY_FORMATS, VALUE_FORMATS
 
 SPREADSHEET_ID = "demo-forms-responses"
 TOPIC = "form-responses"
@@ -65,26 +65,8 @@ def _pairs(headers: Any) -> list[tuple[Any, Any]]:
     return list(headers.items()) if isinstance(headers, dict) else list(headers)
 
 
-def _decoder(value_format: str, registry_url: str | None) -> Any:
-    """How the demo reads a record's value: JSON (the Connect envelope's payload), or a registry deserializer."""
-    if value_format == CONNECT_JSON:
-        return lambda value: json.loads(value)["payload"]
-    if value_format not in REGISTRY_FORMATS:
-        return json.loads
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-    from confluent_kafka.schema_registry.avro import AvroDeserializer
-    from confluent_kafka.schema_registry.json_schema import JSONDeserializer
-    from confluent_kafka.serialization import MessageField, SerializationContext
-
-    client = SchemaRegistryClient({"url": registry_url})
-    deserializer = (
-        AvroDeserializer(client) if value_format == AVRO else JSONDeserializer(None, schema_registry_client=client)
-    )
-    context = SerializationContext(TOPIC, MessageField.VALUE)
-    return lambda value: deserializer(value, context)
-
-
-def _print_topic(bootstrap_servers: str, decode: Any = json.loads) -> int:
+def _read_topic(bootstrap_servers: str) -> list[Any]:
+    """Every record of the demo's topic, in row order: its row, partition, offset, key, headers, value, timestamp."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
@@ -94,7 +76,7 @@ def _print_topic(bootstrap_servers: str, decode: Any = json.loads) -> int:
     ends = {p: consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)[1] for p in partitions}
     consumer.assign([TopicPartition(TOPIC, p, 0) for p in partitions])
     pending = {p for p, end in ends.items() if end}
-    records: list[tuple[int, int, int, dict[str, str], dict]] = []
+    records = []
     while pending:
         msg = consumer.poll(5)
         if msg is None:
@@ -103,18 +85,36 @@ def _print_topic(bootstrap_servers: str, decode: Any = json.loads) -> int:
             raise RuntimeError(str(msg.error()))
         partition, offset = msg.partition() or 0, msg.offset() or 0
         headers = {str(k): (v or b"").decode() if isinstance(v, bytes) else str(v) for k, v in _pairs(msg.headers())}
-        records.append((int(headers.get("sheets.row", 0)), partition, offset, headers, decode(msg.value())))
+        row = int(headers.get("sheets.row", 0))
+        records.append((row, partition, offset, msg.key(), headers, msg.value(), msg.timestamp()[1]))
         if offset + 1 >= ends[partition]:
             pending.discard(partition)
     consumer.close()
-    records.sort()
+    return sorted(records, key=lambda record: record[:3])
+
+
+def _print_records(records: list[Any], decode: Any, show_row: int | None) -> None:
     _say(f"\n{len(records)} records in topic {TOPIC!r}:")
-    for key, partition, offset, headers, value in records:
+    for row, partition, offset, _key, headers, value, _stamp in records:
         _say(
-            f"  key={key:>3}  partition={partition}  offset={offset:>2}  "
-            f"run={headers['airflow.run_id'][:30]}  {json.dumps(value, ensure_ascii=False, default=str)}"
+            f"  row={row:>3}  partition={partition}  offset={offset:>2}  "
+            f"run={headers['airflow.run_id'][:30]}  {json.dumps(decode(value), ensure_ascii=False, default=str)}"
         )
-    return len(records)
+    for row, partition, offset, key, headers, value, stamp in records:
+        if row != show_row:
+            continue
+        _say(f"\nThe record of row {row} as it is in Kafka (partition {partition}, offset {offset}):")
+        shown_key = key.decode("utf-8", "replace") if key else repr(key)
+        _say(f"  key:       {shown_key}")
+        _say(f"  timestamp: {stamp} (CreateTime, epoch ms)")
+        _say("  headers:   " + json.dumps(headers, ensure_ascii=False))
+        try:
+            _say(f"  value:     {value.decode('utf-8')}")
+        except UnicodeDecodeError:  # a registry format's binary value, after its 5-byte framing
+            _say(
+                f"  value:     {len(value)} bytes, magic byte {value[0]}, schema id {int.from_bytes(value[1:5], 'big')}"
+            )
+            _say("  decoded:   " + json.dumps(decode(value), ensure_ascii=False, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         default="json",
         help="the records' value format; avro and json_schema also start an Apicurio Registry (needs Java)",
     )
+    parser.add_argument(
+        "--show-row", type=int, default=14, help="print this row's record in full (key, headers, value)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -144,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, as_submitted, forms_rows
     from airflow_provider_sheets.devkit.sheets_server import SheetsServer
+    from airflow_provider_sheets.transfers.downstream import value_decoder
 
     home = Path(tempfile.mkdtemp(prefix="sheets-demo-airflow-"))
     try:
@@ -200,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
             third = _run_dag(dags_folder)
             _say(f"rows_published={third['rows_published']}")
 
-            total = _print_topic(broker.bootstrap_servers, _decoder(args.value_format, registry_url))
+            records = _read_topic(broker.bootstrap_servers)
+            _print_records(records, value_decoder(args.value_format, TOPIC), args.show_row)
+            total = len(records)
             from airflow.models.variable import Variable
 
             _say(f"\nWatermark Variable {second['watermark_key']!r}:")

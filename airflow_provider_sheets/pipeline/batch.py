@@ -622,6 +622,8 @@ class BatchRun:
             duration_s=round(time.monotonic() - self.started, 3),
             interval=plan.interval,
             typed_fallbacks=result.typed_fallbacks,
+            fields=tuple(reading.mapper.fields),
+            column_types=tuple(reading.mapper.types.kinds) if reading.mapper.types is not None else (),
             **self.reconciled(),
         )
         self.log_summary(summary)

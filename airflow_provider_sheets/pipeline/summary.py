@@ -42,6 +42,9 @@ class Summary:
     rows_deleted: int = 0
     #: typed values: cells kept as their text because they disagree with their column's number format
     typed_fallbacks: int = 0
+    #: the tab's field names and their columns' number format types (lineage's schema; not in the XCom)
+    fields: tuple[str, ...] = ()
+    column_types: tuple[str | None, ...] = ()
 
     @property
     def rows_per_s(self) -> float | None:
@@ -51,7 +54,7 @@ class Summary:
         """JSON-serialisable; ``rows_acked`` repeats ``rows_published`` (every published row is acknowledged)."""
         values: dict[str, Any] = {}
         for name, value in asdict(self).items():
-            if name != "interval":
+            if name not in ("interval", "fields", "column_types"):
                 values[name] = value
             if name == "rows_published":
                 values["rows_acked"] = value

@@ -19,6 +19,7 @@ from airflow_provider_sheets.model.position import default_watermark_key
 from airflow_provider_sheets.pipeline.probe import NewRowsProbe, default_probe_rows
 from airflow_provider_sheets.pipeline.tab import check_watermark
 from airflow_provider_sheets.settings import as_int, as_optional_int, as_optional_text, as_text
+from airflow_provider_sheets.transfers import links
 from airflow_provider_sheets.triggers.sheet_rows import SheetNewRowsTrigger
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class SheetNewRowsSensor(BaseSensorOperator):
         "impersonation_chain",
     )
     ui_color = "#e6f4ea"
+    operator_extra_links = (links.GoogleSheetLink(), links.TopicLink())
 
     def __init__(
         self,
@@ -171,6 +173,7 @@ class SheetNewRowsSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         count = self._check()
+        links.persist(context, self.spreadsheet_id, self.probe.tab().sheet_id, self.topic)
         done = count is not None and count >= self.min_rows
         return PokeReturnValue(is_done=done, xcom_value=count if done else None)
 
@@ -178,9 +181,10 @@ class SheetNewRowsSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         count = self._check()
+        info = self.probe.tab()
+        links.persist(context, self.spreadsheet_id, info.sheet_id, self.topic)
         if count is not None and count >= self.min_rows:
             return count
-        info = self.probe.tab()
         self.defer(
             trigger=SheetNewRowsTrigger(
                 spreadsheet_id=self.spreadsheet_id,

@@ -21,10 +21,15 @@ def default_alias(dag_id: str | None, task_id: str) -> AssetAlias:
     return AssetAlias(f"sheets-to-kafka/{dag_id or 'no-dag'}/{task_id}")
 
 
+def first_bootstrap_server(settings: BatchSettings) -> str:
+    """The first bootstrap server of the ``kafka`` connection: how the kafka provider and OpenLineage name a cluster."""
+    servers = str(client_config(settings.kafka_config_id, settings.producer_config).get("bootstrap.servers", ""))
+    return servers.split(",")[0].strip()
+
+
 def topic_asset(settings: BatchSettings) -> Asset:
     """The topic as the kafka provider names it: ``kafka://<first bootstrap server>/<topic>``."""
-    servers = str(client_config(settings.kafka_config_id, settings.producer_config).get("bootstrap.servers", ""))
-    return create_asset(server=servers.split(",")[0].strip(), topic=settings.topic)
+    return create_asset(server=first_bootstrap_server(settings), topic=settings.topic)
 
 
 def event_extra(summary: Summary, value_format: str) -> dict[str, Any]:

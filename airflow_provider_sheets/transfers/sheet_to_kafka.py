@@ -13,8 +13,9 @@ from airflow_provider_sheets.hooks.sheets import SheetsConnection, SheetsReader
 from airflow_provider_sheets.model.checks import DRIFT_POLICIES
 from airflow_provider_sheets.pipeline.batch import BatchRun, Ports, RunContext
 from airflow_provider_sheets.pipeline.encoding import Encoding
+from airflow_provider_sheets.pipeline.summary import Summary
 from airflow_provider_sheets.settings import AT_LEAST_ONCE, DEFAULT_PAGE_SIZE, EXACTLY_ONCE, BatchSettings
-from airflow_provider_sheets.transfers import assets
+from airflow_provider_sheets.transfers import assets, links
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -179,6 +180,7 @@ class SheetToKafkaOperator(BaseOperator):
         "value_format",
     )
     ui_color = "#e6f4ea"
+    operator_extra_links = (links.GoogleSheetLink(), links.TopicLink())
 
     def __init__(
         self,
@@ -269,6 +271,8 @@ class SheetToKafkaOperator(BaseOperator):
         self.value_format = value_format
         self.key_format = key_format
         self.schema_registry_conn_id = schema_registry_conn_id
+        #: what the last execute() did (OpenLineage reads it once the task completes)
+        self.summary: Summary | None = None
 
     @cached_property
     def reader(self) -> SheetsReader:
@@ -293,9 +297,23 @@ class SheetToKafkaOperator(BaseOperator):
             try_number=getattr(ti, "try_number", None),
             data_interval=(context.get("data_interval_start"), context.get("data_interval_end")),
         )
-        summary = BatchRun(settings, run, Ports(self.reader), self.log).execute()
+        links.persist(context, settings.spreadsheet_id, None, settings.topic)
+        summary = self.summary = BatchRun(settings, run, Ports(self.reader), self.log).execute()
+        links.persist(context, settings.spreadsheet_id, summary.sheet_id, settings.topic)
         if self.default_alias is not None and assets.emit(context, self.default_alias, settings, summary):
             self.log.info(
                 "Asset event for %s through alias %r.", assets.topic_asset(settings).uri, self.default_alias.name
             )
         return summary.as_xcom()
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (its provider calls it): the tab in, the topic out, their schema, the rows published."""
+        from airflow_provider_sheets.transfers.lineage import operator_lineage
+
+        return operator_lineage(self.settings(), self.summary)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """OpenLineage of a failed run: the same datasets, without what the run did not finish."""
+        from airflow_provider_sheets.transfers.lineage import operator_lineage
+
+        return operator_lineage(self.settings(), None)

@@ -87,3 +87,33 @@ def test_explicit_outlets_replace_the_default_one(connections, sheets_server, to
     assert run_operator(**kwargs, outlets=[mine]).state == "success"
     server = connections["bootstrap.servers"].split(",")[0]
     assert _events(f"kafka://{server}/{topic}") == [], "no event for the topic when outlets are the user's"
+
+
+@pytest.mark.parametrize("value_format", ["json", "connect_json"])
+def test_a_downstream_reader_gets_exactly_the_rows_an_event_names(
+    connections, sheets_server, broker, topic, value_format
+):
+    """read_published_rows: the event's rows of its spreadsheet and tab, once; the next read starts after them."""
+    import uuid as _uuid
+
+    from airflow_provider_sheets.transfers.assets import event_extra  # noqa: F401  (the extra's shape)
+    from airflow_provider_sheets.transfers.downstream import read_published_rows
+    from tests.helpers import run_operator
+
+    sid = f"downstream-{_uuid.uuid4().hex[:8]}"
+    sheets_server.create_spreadsheet(sid, {"Form Responses 1": [["Name", "Rating"], ["Ann", 4], ["Bob", 5]]})
+    kwargs = {"spreadsheet_id": sid, "topic": topic, "api_endpoint": connections["api_endpoint"]}
+    first = run_operator(**kwargs, value_format=value_format, typed_values=True).summary
+    sheets_server.append_rows(sid, "Form Responses 1", [["Cem", 3]])
+    second = run_operator(**kwargs, value_format=value_format, typed_values=True).summary
+    uri = f"kafka://{broker.bootstrap_servers.split(',')[0]}/{topic}"
+    group = f"downstream-{_uuid.uuid4().hex[:6]}"
+    extra = {name: first[name] for name in ("spreadsheet_id", "sheet_id", "first_row", "last_row", "rows_published")}
+    assert read_published_rows(uri, {**extra, "value_format": value_format}, group_id=group, timeout=60) == [
+        {"Name": "Ann", "Rating": 4 if value_format == "json" else 4.0},
+        {"Name": "Bob", "Rating": 5 if value_format == "json" else 5.0},
+    ]
+    extra = {name: second[name] for name in ("spreadsheet_id", "sheet_id", "first_row", "last_row", "rows_published")}
+    assert read_published_rows(uri, {**extra, "value_format": value_format}, group_id=group, timeout=60) == [
+        {"Name": "Cem", "Rating": 3 if value_format == "json" else 3.0}
+    ]
