@@ -93,7 +93,7 @@ def _read_topic(bootstrap_servers: str) -> list[Any]:
     return sorted(records, key=lambda record: record[:3])
 
 
-def _print_records(records: list[Any], decode: Any, show_row: int | None) -> None:
+def _print_records(records: list[Any], decode: Any, show_row: int | None, framed: bool = False) -> None:
     _say(f"\n{len(records)} records in topic {TOPIC!r}:")
     for row, partition, offset, _key, headers, value, _stamp in records:
         _say(
@@ -108,12 +108,11 @@ def _print_records(records: list[Any], decode: Any, show_row: int | None) -> Non
         _say(f"  key:       {shown_key}")
         _say(f"  timestamp: {stamp} (CreateTime, epoch ms)")
         _say("  headers:   " + json.dumps(headers, ensure_ascii=False))
-        try:
+        if not framed:
             _say(f"  value:     {value.decode('utf-8')}")
-        except UnicodeDecodeError:  # a registry format's binary value, after its 5-byte framing
-            _say(
-                f"  value:     {len(value)} bytes, magic byte {value[0]}, schema id {int.from_bytes(value[1:5], 'big')}"
-            )
+        else:  # a registry format's value: its 5-byte framing (magic byte, schema id), then Avro or JSON
+            schema_id = int.from_bytes(value[1:5], "big")
+            _say(f"  value:     {len(value)} bytes: magic byte {value[0]}, schema id {schema_id}, then the data")
             _say("  decoded:   " + json.dumps(decode(value), ensure_ascii=False, default=str))
 
 
@@ -147,7 +146,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, as_submitted, forms_rows
     from airflow_provider_sheets.devkit.sheets_server import SheetsServer
-    from airflow_provider_sheets.transfers.downstream import value_decoder
 
     home = Path(tempfile.mkdtemp(prefix="sheets-demo-airflow-"))
     try:
@@ -204,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
             third = _run_dag(dags_folder)
             _say(f"rows_published={third['rows_published']}")
 
+            from airflow_provider_sheets.transfers.downstream import value_decoder  # Airflow configured by now
+
             records = _read_topic(broker.bootstrap_servers)
-            _print_records(records, value_decoder(args.value_format, TOPIC), args.show_row)
+            framed = args.value_format in REGISTRY_FORMATS
+            _print_records(records, value_decoder(args.value_format, TOPIC), args.show_row, framed)
             total = len(records)
             from airflow.models.variable import Variable
 

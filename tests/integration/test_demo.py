@@ -45,5 +45,5 @@ def test_the_demo_in_avro_on_apache_kafka_with_a_registry():
     result = _demo("--broker", "kafka", "--value-format", "avro")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "OK: 17 responses in the sheet, 17 records in Kafka, each exactly once." in result.stdout
-    assert "magic byte 0, schema id" in result.stdout
+    assert "magic byte 0, schema id " in result.stdout
     assert '"How_did_you_hear_about_us":' in result.stdout, "Avro field names from the questions"
