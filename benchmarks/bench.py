@@ -766,7 +766,7 @@ def _format_paths(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
     """The first-load paths of ``--typed`` and ``--formats``: their names and operator arguments."""
     paths = [("operator_typed", {"typed_values": True})] if args.typed else []
     for value_format in filter(None, (args.formats or "").split(",")):
-        paths.append((f"operator_{value_format}", {"value_format": value_format}))
+        paths.append((f"operator_{value_format}", {"value_format": value_format, "typed_values": True}))
     return paths
 
 

@@ -8,6 +8,8 @@ Python's and glibc's memory settings untouched. The parity test runs both ways o
   so that two cores work; fallback: the plain loop when the platform cannot fork, or a fork fails.
 * ``memory`` (:mod:`.memory`): the garbage collector kept off the process's old objects and
   glibc's fastbins off while rows stream through; fallback: nothing changes where it does not apply.
+* ``avro`` (:mod:`.avro`): Avro values written with fastavro directly, byte for byte as
+  confluent-kafka's ``AvroSerializer`` (checked on the tab's sample rows first);
 * ``google_client`` (:mod:`.google_client`): short docstrings and msgspec decoding in the Google
   client; fallback: each step does nothing on a client without what it adjusts.
 
@@ -33,7 +35,7 @@ from airflow_provider_sheets.model.sheet import Page
 
 #: The environment variable that turns optimisations off (names, comma-separated, or ``all``).
 PLAIN_ENV = "SHEETS_TO_KAFKA_PLAIN"
-NAMES = ("forked", "memory", "google_client")
+NAMES = ("forked", "memory", "google_client", "avro")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Switches:
     forked: bool | None = None
     memory: bool = True
     google_client: bool = True
+    avro: bool = True
 
     @classmethod
     def from_env(cls, forked: bool | None = None) -> Switches:
@@ -58,6 +61,7 @@ class Switches:
             forked=False if "forked" in off or forked is False else forked,
             memory="memory" not in off,
             google_client="google_client" not in off,
+            avro="avro" not in off,
         )
 
     @property

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from airflow_provider_sheets import accel
+from airflow_provider_sheets.accel import avro as accel_avro
 from airflow_provider_sheets.errors import SchemaRegistryAccessError, SchemaRegistryRefusal, SheetsConfigError, with_fix
 from airflow_provider_sheets.model import headers
 from airflow_provider_sheets.model.connect import ConnectTypes, envelope, key_envelope, struct_schema
@@ -144,10 +146,13 @@ class Encoding:
             schemas.check(self.value_format, schema)
             return types, None
         try:
-            schemas.register(self.value_format, schema)
+            schema_id = schemas.register(self.value_format, schema)
         except SchemaRegistryRefusal as err:
             raise with_fix(err, REFUSAL_FIX).with_traceback(err.__traceback__) from None
-        return types, schemas.encoder(self.value_format, schema, names)
+        encode = schemas.encoder(self.value_format, schema, names)
+        if self.value_format == AVRO and accel.Switches.from_env().avro:
+            encode = accel_avro.avro_rows(encode, schema, schema_id, kinds)
+        return types, encode
 
     def _schema(
         self, fields: list[str], kinds: Sequence[str | None], info: SheetInfo

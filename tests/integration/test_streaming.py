@@ -371,6 +371,39 @@ def test_the_stream_runner_types_values_and_event_times_as_the_operator(tmp_path
     assert (message.headers["ce_id"], message.headers["ce_time"]) == (f"{sid}/0/2", "2026-11-05T09:05:03.000Z")
 
 
+def test_the_stream_runner_writes_avro_through_the_schema_registry(
+    tmp_path, broker, sheets_server, topic, schema_registry
+):
+    """--value-format avro --schema-registry: the operator's schema and serializer, read back with AvroDeserializer."""
+    from datetime import datetime, timezone
+
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    sid = _new_sheet(sheets_server, 0)
+    sheets_server.append_rows(sid, FORMS_TAB, [[datetime(2026, 11, 5, 9, 5, 3), "Ann", "ann@x", "Friend", 4]])
+    args = _runner_args(
+        sid, topic, broker, sheets_server, "--value-format", "avro", "--schema-registry", schema_registry.url
+    )
+    runner = Runner(tmp_path / "avro.log", *args)
+    deserializer = AvroDeserializer(SchemaRegistryClient({"url": schema_registry.url}))
+
+    def decode(value: bytes):
+        return deserializer(value, SerializationContext(topic, MessageField.VALUE))
+
+    try:
+        runner.wait_streaming()
+        (message,) = consume_all(broker.bootstrap_servers, topic, expected=1, decode=decode)
+        assert runner.stop() == 0, runner.log[-3000:]
+    finally:
+        if runner.process.poll() is None:
+            runner.process.kill()
+    assert message.value["Timestamp"] == datetime(2026, 11, 5, 9, 5, 3, tzinfo=timezone.utc)
+    assert message.value["Rating"] == 4.0
+    assert message.value["Name"] == "Ann"
+
+
 def test_on_drift_republish_publishes_the_tab_again_as_it_is_now(tmp_path, broker, sheets_server, topic):
     """A row deleted above the position: with --on-drift republish every row goes again, from the header on."""
     sid = _new_sheet(sheets_server, 10)
