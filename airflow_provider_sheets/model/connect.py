@@ -78,10 +78,15 @@ class ConnectTypes(ColumnTypes):
     """:class:`ColumnTypes` whose rows are Connect payload values (see :func:`connect_cell`)."""
 
     def row(self, cells: Sequence[object]) -> tuple[list[object], int]:
-        kinds, zone, fallbacks = self.kinds, self.zone, 0
+        if self._loose and "" not in cells and all(type(cell) is str for cell in cells):
+            return list(cells), 0  # text in text columns: as it is
+        kinds, strict, zone, fallbacks = self.kinds, self._strict, self.zone, 0
         width = len(kinds)
         out: list[object] = []
         for index, cell in enumerate(cells):
+            if type(cell) is str and cell and (index >= width or not strict[index]):
+                out.append(cell)  # most cells: text in a text column stays text
+                continue
             value, misfit = connect_cell(cell, kinds[index] if index < width else None, zone)
             out.append(value)
             fallbacks += misfit

@@ -77,3 +77,26 @@ def test_a_row_counts_what_does_not_fit():
     types = ConnectTypes(("DATE", "NUMBER"), UTC)
     assert types.row([25570, "lots", "extra"]) == ([1, None, "extra"], 1)
     assert types.narrowed(1).kinds == ("DATE",)
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [
+        ["a", "b", "c", "d"],
+        ["a", "", "c"],
+        [46331.5, "Ann", 4, True],
+        ["n/a", "Ann", "four", "yes"],
+        [None, 5, 2.5, False, "extra"],
+        [],
+    ],
+)
+@pytest.mark.parametrize("kinds", [(None, None, None, None), ("DATE_TIME", None, "NUMBER", "BOOLEAN"), ("TEXT",)])
+def test_a_row_is_its_cells_one_by_one(cells, kinds):
+    """ConnectTypes.row (with its shortcuts for text) gives what connect_cell gives cell by cell."""
+    from zoneinfo import ZoneInfo
+
+    from airflow_provider_sheets.model.connect import ConnectTypes, connect_cell
+
+    zone = ZoneInfo("Europe/Berlin")
+    one_by_one = [connect_cell(cell, kinds[i] if i < len(kinds) else None, zone) for i, cell in enumerate(cells)]
+    assert ConnectTypes(kinds, zone).row(cells) == ([value for value, _ in one_by_one], sum(m for _, m in one_by_one))
