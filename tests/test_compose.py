@@ -111,6 +111,40 @@ def test_airflow_common_settings(services: dict, name: str) -> None:
     assert "./secrets:/opt/airflow/secrets:ro" in volumes
 
 
+def test_a_later_up_keeps_what_was_changed_in_the_ui(services: dict) -> None:
+    """The init step adds connections and sets Variables only when they are missing, never deletes them."""
+    script = _command_text(services["airflow-init"])
+    assert "connections delete" not in script
+    assert 'if airflow connections get "$$1"' in script
+    assert 'if airflow variables get "$$1"' in script
+    assert script.count("airflow variables set") == 1, "only inside set_variable"
+    assert script.count("airflow connections add") == 1, "only inside add_connection"
+
+
+def test_the_init_step_warns_about_the_uid_and_an_unreadable_key(services: dict) -> None:
+    script = _command_text(services["airflow-init"])
+    assert _env(services["airflow-init"])["AIRFLOW_UID_GIVEN"] == "${AIRFLOW_UID:-}"
+    assert "WARNING: AIRFLOW_UID is not set" in script
+    assert "setpriv --reuid=" in script
+    assert "is not readable by uid" in script
+
+
+def test_the_default_jwt_secret_is_long_enough_for_hs512(services: dict) -> None:
+    secret = _env(services["airflow-api-server"])["AIRFLOW__API_AUTH__JWT_SECRET"]
+    default = secret.split(":-", 1)[1].rstrip("}")
+    assert len(default.encode()) >= 64, default
+
+
+def test_keys_and_local_settings_are_never_committed() -> None:
+    ignored = (REPO_ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert "secrets/" in ignored
+    assert ".env" in ignored
+
+
+def test_the_image_installs_with_airflows_constraints() -> None:
+    assert '--constraint "${HOME}/constraints.txt"' in DOCKERFILE.read_text(encoding="utf-8")
+
+
 def test_jwt_secret_shared_by_all_airflow_services(services: dict) -> None:
     secrets = {_env(services[name])["AIRFLOW__API_AUTH__JWT_SECRET"] for name in AIRFLOW_SERVICES}
     assert len(secrets) == 1
@@ -124,14 +158,15 @@ def test_api_server_port(services: dict) -> None:
 def test_airflow_init_creates_connections_and_variables(services: dict) -> None:
     script = _command_text(services["airflow-init"])
     assert "airflow db migrate" in script
-    assert "connections add kafka_default" in script
+    assert "add_connection kafka_default" in script
     assert '"bootstrap.servers": "kafka:9092"' in script
-    assert "connections add google_cloud_default" in script
+    assert "add_connection google_cloud_default" in script
+    assert "add_connection kafka_watch" in script
     assert "--conn-type google_cloud_platform" in script
     assert '"key_path": "/opt/airflow/secrets/service-account.json"' in script
     assert '"scope": "https://www.googleapis.com/auth/spreadsheets.readonly"' in script
     for variable in ("sheets_spreadsheet_id", "sheets_sheet_name", "sheets_topic", "sheets_fingerprint_topic"):
-        assert f"airflow variables set {variable}" in script
+        assert f"set_variable {variable}" in script
     env = _env(services["airflow-init"])
     assert env["SHEETS_SPREADSHEET_ID"] == "${SHEETS_SPREADSHEET_ID:-}"
     assert env["SHEETS_SHEET_NAME"].endswith(":-Form Responses 1}")
