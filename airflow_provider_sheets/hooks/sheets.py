@@ -19,6 +19,7 @@ from airflow.providers.google.suite.hooks.sheets import GSheetsHook
 from airflow_provider_sheets.errors import SheetNotFoundError, SheetsAccessError
 from airflow_provider_sheets.hooks.quota import DEFAULT_QUOTA_PER_MINUTE, ReadPacer, pacer
 from airflow_provider_sheets.model.a1 import A1Range
+from airflow_provider_sheets.model.catalogue import Tab
 from airflow_provider_sheets.model.sheet import Page, SheetInfo
 from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE, as_int
 
@@ -287,13 +288,7 @@ class SheetsReader:
 
         :raises SheetNotFoundError: the tab does not exist; the message lists the tabs.
         """
-        meta = self._call(
-            "read the spreadsheet's metadata",
-            spreadsheet_id,
-            _get,
-            spreadsheetId=spreadsheet_id,
-            fields=DESCRIBE_FIELDS,
-        )
+        meta = self._metadata(spreadsheet_id)
         sheets = [s["properties"] for s in meta.get("sheets", [])]
         tabs = tuple(p["title"] for p in sheets)
         props = self._pick_tab(spreadsheet_id, sheets, sheet_name)
@@ -309,6 +304,25 @@ class SheetsReader:
             column_count=int(grid.get("columnCount", 26)),
             tabs=tabs,
         )
+
+    def _metadata(self, spreadsheet_id: str) -> dict[str, Any]:
+        """The spreadsheet's title, time zone, locale and tabs (one ``spreadsheets.get`` with a ``fields`` mask)."""
+        what = "read the spreadsheet's metadata"
+        return self._call(what, spreadsheet_id, _get, spreadsheetId=spreadsheet_id, fields=DESCRIBE_FIELDS)
+
+    def tabs(self, spreadsheet_id: str) -> list[Tab]:
+        """Every tab of a spreadsheet, in order (one ``spreadsheets.get``): its title, gid, kind and visibility."""
+        meta = self._call(
+            "read the spreadsheet's metadata",
+            spreadsheet_id,
+            _get,
+            spreadsheetId=spreadsheet_id,
+            fields=DESCRIBE_FIELDS,
+        )
+        return [
+            Tab(p["title"], int(p.get("sheetId", 0)), p.get("sheetType", "GRID") == "GRID", bool(p.get("hidden")))
+            for p in (s["properties"] for s in meta.get("sheets", []))
+        ]
 
     def number_formats(self, info: SheetInfo, first_row: int, rows: int = FORMAT_SAMPLE_ROWS) -> list[list[str | None]]:
         """
