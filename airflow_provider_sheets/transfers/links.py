@@ -32,10 +32,11 @@ def topic_url(template: str, topic: str) -> str:
 
 
 def persist(context: Any, spreadsheet_id: str, sheet_id: int | None, topic: str | None) -> None:
-    """Record what the links point at for this task instance."""
-    context["ti"].xcom_push(
-        key=XCOM_KEY, value={"spreadsheet_id": spreadsheet_id, "sheet_id": sheet_id, "topic": topic}
-    )
+    """Record what the links point at for this task instance (nothing without one, e.g. a bare poke)."""
+    ti = context.get("ti") if hasattr(context, "get") else None
+    if ti is None:
+        return
+    ti.xcom_push(key=XCOM_KEY, value={"spreadsheet_id": spreadsheet_id, "sheet_id": sheet_id, "topic": topic})
 
 
 def _recorded(ti_key: Any) -> dict[str, Any]:

@@ -49,10 +49,11 @@ def test_the_asset_scheduled_dag_runs_after_a_publishing_run_only(
     rows = forms_rows(5)
     sheets_server.create_spreadsheet(spreadsheet_id, {FORMS_TAB: [FORMS_HEADER, *rows]})
     airflow_server.wait_dag(DOWNSTREAM)
+    # unpaused once no scheduled run of the example DAG is due: only this test's runs emit events then
+    example_dag.use(spreadsheet_id, topic)
     before = len(airflow_server.runs(DOWNSTREAM))
     airflow_server.unpause(DOWNSTREAM)
     try:
-        example_dag.use(spreadsheet_id, topic)
         published, summary = example_dag.run_and_wait()
         assert summary["rows_published"] == 5
         path = f"/dags/{harness.EXAMPLE_DAG}/dagRuns/{quote(published['dag_run_id'], safe='')}"
@@ -82,10 +83,10 @@ def test_the_asset_watcher_dag_runs_for_new_response_records(airflow_server, exa
     spreadsheet_id = f"watch-{uuid.uuid4().hex[:8]}"
     sheets_server.create_spreadsheet(spreadsheet_id, {FORMS_TAB: [FORMS_HEADER, *forms_rows(3)]})
     airflow_server.wait_dag(WATCHER)
+    example_dag.use(spreadsheet_id, harness.WATCHED_TOPIC)
     before = len(airflow_server.runs(WATCHER))
     airflow_server.unpause(WATCHER)
     try:
-        example_dag.use(spreadsheet_id, harness.WATCHED_TOPIC)
         _, summary = example_dag.run_and_wait()
         assert summary["rows_published"] == 3
         runs = _wait_runs(airflow_server, WATCHER, before + 1, timeout=180)[before:]

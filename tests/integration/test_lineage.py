@@ -25,7 +25,7 @@ import json, sys
 from tests.helpers import run_operator
 spec = json.loads(sys.argv[1])
 result = run_operator(**spec)
-print(json.dumps({"state": result.state}))
+print("LINEAGE-RESULT " + json.dumps({"state": result.state}))
 """
 
 
@@ -53,7 +53,8 @@ def _run(tmp_path: Path, spec: dict) -> tuple[str, list[dict]]:
         [sys.executable, "-c", SCRIPT, json.dumps(spec)], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    state = json.loads(done.stdout.strip().splitlines()[-1])["state"]
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("LINEAGE-RESULT ")]
+    state = json.loads(line.removeprefix("LINEAGE-RESULT "))["state"]
     return state, _events(events)
 
 
