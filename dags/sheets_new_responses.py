@@ -7,7 +7,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, AssetAlias, task
 
-from airflow_provider_sheets.transfers.downstream import published_events, read_published_rows
+from airflow_provider_sheets.transfers.downstream import published_events, read_published
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ when rows were published (an empty or dry run emits none).
 The task reads each triggering event's `extra` (`spreadsheet_id`, `sheet_id`, `first_row`,
 `last_row`, `rows_published`, …) and consumes **exactly those rows** from the topic, identified by
 their `sheets.*` headers, with its own consumer group (`sheets_new_responses`), committing after it
-has them all; then it counts the answers to one question. Replace that with your own processing.
+has them all; then it counts the answers to one question, per spreadsheet. Replace that with your own processing.
 
 **Asset or AssetWatcher?** This DAG rides on the operator's events: one run per publishing batch,
 nothing polled, the batch's row range in hand, but only for rows that an Airflow run published.
@@ -44,16 +44,17 @@ with DAG(
 
     @task
     def count_answers(triggering_asset_events=None) -> dict:
-        """Consume the rows the triggering runs published and count the answers to one question."""
-        counts: dict[str, int] = {}
+        """Consume the rows the triggering runs published and count the answers to one question, per spreadsheet."""
+        events = published_events(triggering_asset_events)
+        answers: dict[str, dict[str, int]] = {}
         rows = 0
-        for uri, extra in published_events(triggering_asset_events):
-            first, last, tab = extra["first_row"], extra["last_row"], extra["sheet_name"]
-            log.info("Reading rows %s-%s of %r from %s.", first, last, tab, uri)
-            for value in read_published_rows(uri, extra, group_id="sheets_new_responses"):
+        for (uri, extra), values in zip(events, read_published(events, group_id="sheets_new_responses"), strict=True):
+            log.info("Read rows %s-%s of %r from %s.", extra["first_row"], extra["last_row"], extra["sheet_name"], uri)
+            counts = answers.setdefault(str(extra["spreadsheet_id"]), {})
+            for value in values:
                 rows += 1
                 answer = str(value.get("How did you hear about us?") or "(no answer)")
                 counts[answer] = counts.get(answer, 0) + 1
-        return {"rows": rows, "how_did_you_hear_about_us": counts}
+        return {"rows": rows, "how_did_you_hear_about_us": answers}
 
     count_answers()

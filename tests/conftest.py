@@ -206,9 +206,21 @@ def schema_registry(monkeypatch, _schema_registry):
 
 @pytest.fixture
 def topic(broker):
-    """A fresh topic with three partitions."""
+    """A fresh topic with three partitions (the broker's default retention: seven days)."""
     name = f"responses-{uuid.uuid4().hex[:8]}"
     broker.create_topics([name], partitions=3)
+    return name
+
+
+@pytest.fixture
+def keeping_topic(broker):
+    """
+    A fresh topic with three partitions that keeps records of any age (``retention.ms=-1``): the
+    tests' responses are dated weeks back, and records stamped that long ago keep their event
+    time only in a topic that keeps them.
+    """
+    name = f"responses-{uuid.uuid4().hex[:8]}"
+    broker.create_topics([name], partitions=3, config={"retention.ms": "-1"})
     return name
 
 

@@ -10,12 +10,15 @@ from typing import Any, NoReturn
 
 from confluent_kafka import KafkaError, KafkaException
 
-from airflow_provider_sheets.adapters.kafka_config import SheetsProducerHook, redact
+from airflow_provider_sheets.adapters.kafka_config import SheetsProducerHook, client_config, redact
 from airflow_provider_sheets.errors import KafkaConfigError, KafkaPublishError, ProducerFencedError
+from airflow_provider_sheets.model.retention import TimeLimit, time_limit
 
 log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]]
+#: ``(key, value, headers, timestamp)``
+Message = tuple[bytes, bytes, Headers, int]
 
 
 #: ``Producer.produce``'s partition and timestamp defaults (the partitioner's choice; now). Records
@@ -93,6 +96,8 @@ class Publisher:
         self.fenced = False
         #: an abort that could not reach the broker: the transaction ends at its timeout or on fencing
         self.transaction_left_open = False
+        #: records to the publisher's topic stamped with the publish time: their event time is older than it keeps
+        self.restamped = 0
 
     @cached_property
     def hook(self) -> SheetsProducerHook:
@@ -232,13 +237,17 @@ class Publisher:
         if self.error_count:
             self.abort(f"{self.error_count} record(s) failed to deliver while producing")
 
-    def send_many(self, messages: Iterable[tuple[bytes, bytes, Headers, int]], topic: str | None = None) -> None:
+    def send_many(self, messages: Iterable[Message], topic: str | None = None) -> None:
         """
         Queue ``(key, value, headers, timestamp)`` messages to ``topic`` (default the publisher's):
         :meth:`send` for a page, without a Python call per record. ``timestamp``: the record's
-        CreateTime in epoch ms (0: now).
+        CreateTime in epoch ms (0: now); to the publisher's topic, one older than the topic keeps
+        (:meth:`time_limit`) is replaced by the publish time, so that Kafka does not delete (or
+        refuse) the record as soon as it is written.
         """
         produce, topic, callback = self.producer.produce, topic or self.topic, self._callback
+        if topic == self.topic:
+            messages = self._kept(messages)
         sent = 0
         try:
             for key, value, headers, timestamp in messages:
@@ -253,6 +262,38 @@ class Publisher:
             self.produced += sent
         if self.error_count:
             self.abort(f"{self.error_count} record(s) failed to deliver while producing")
+
+    def _kept(
+        self, messages: Iterable[tuple[bytes, bytes, Headers, int]]
+    ) -> Iterable[tuple[bytes, bytes, Headers, int]]:
+        """``messages``, those stamped earlier than the topic keeps stamped with the publish time instead."""
+        messages = list(messages)
+        stamped = [m[3] for m in messages if m[3]]
+        if not stamped or self.time_limit is None:
+            return messages
+        oldest = self.time_limit.oldest(int(time.time() * 1000))
+        if min(stamped) >= oldest:
+            return messages
+        kept = [m if not m[3] or m[3] >= oldest else (m[0], m[1], m[2], _NOW) for m in messages]
+        self.restamped += sum(1 for m in messages if m[3] and m[3] < oldest)
+        return kept
+
+    @cached_property
+    def time_limit(self) -> TimeLimit | None:
+        """
+        How old a record's timestamp may be for the publisher's topic to keep it (read once, from
+        the topic's configuration); ``None``: no limit, or a broker that does not describe it.
+        """
+        from confluent_kafka.admin import AdminClient, ConfigResource
+
+        resource = ConfigResource("topic", self.topic)
+        try:
+            admin = AdminClient(client_config(self.kafka_config_id, self.producer_config))
+            entries = admin.describe_configs([resource], request_timeout=10)[resource].result(timeout=15)
+        except Exception as err:  # noqa: BLE001 - the topic's settings only decide whether to restamp
+            log.debug("Could not read the configuration of topic %r: %s", self.topic, redact(str(err)))
+            return None
+        return time_limit({name: entry.value for name, entry in entries.items()})
 
     def poll(self) -> None:
         """Serve delivery reports without blocking."""

@@ -59,7 +59,7 @@ from airflow_provider_sheets.pipeline.drift import on_drift
 from airflow_provider_sheets.pipeline.encoding import Encoding, SchemaPort
 from airflow_provider_sheets.pipeline.interval import select_interval, timestamp_column
 from airflow_provider_sheets.pipeline.progress import Checkpointer, Log, Progress
-from airflow_provider_sheets.pipeline.sinks import PreviewSink, PublishSink
+from airflow_provider_sheets.pipeline.sinks import PreviewSink, PublishSink, restamped_warning
 from airflow_provider_sheets.pipeline.summary import Summary
 from airflow_provider_sheets.pipeline.tab import check_watermark, mapper_for
 from airflow_provider_sheets.settings import EXACTLY_ONCE, BatchSettings
@@ -622,11 +622,15 @@ class BatchRun:
             duration_s=round(time.monotonic() - self.started, 3),
             interval=plan.interval,
             typed_fallbacks=result.typed_fallbacks,
+            rows_restamped=self.publisher.restamped if self.publisher is not None else 0,
             fields=tuple(reading.mapper.fields),
             column_types=tuple(reading.mapper.types.kinds) if reading.mapper.types is not None else (),
             **self.reconciled(),
         )
         self.log_summary(summary)
+        warning = restamped_warning(self.publisher) if self.publisher is not None else None
+        if warning is not None:
+            self.log.warning(warning)
         return summary
 
     def reconciled(self) -> dict[str, int]:

@@ -16,6 +16,23 @@ from airflow_provider_sheets.pipeline.progress import Progress
 DRY_RUN_PREVIEW = 5
 
 
+def restamped_warning(publisher: Publisher, since: int = 0) -> str | None:
+    """
+    What the log says of the records the publisher stamped with the publish time (past ``since``
+    of them), because the topic keeps no record as old as their event time; ``None`` when none were.
+    """
+    count, limit = publisher.restamped - since, publisher.time_limit
+    if count <= 0 or limit is None:
+        return None
+    return (
+        f"{count} record(s) carry the publish time as their Kafka timestamp, not their event time: topic "
+        f"{publisher.topic!r} keeps no record older than its {limit.setting}, and stamped with their event time "
+        f"they would be deleted (or refused) as soon as they are written. Their values keep the event time. To "
+        f"stamp records that old with it, raise the topic's limit, e.g. kafka-configs.sh --alter --entity-type "
+        f"topics --entity-name {publisher.topic} --add-config retention.ms=-1"
+    )
+
+
 class PublishSink:
     """
     Produce each page's records with the run's headers, dead letters to ``dead_letter_topic``, and

@@ -42,6 +42,8 @@ class Summary:
     rows_deleted: int = 0
     #: typed values: cells kept as their text because they disagree with their column's number format
     typed_fallbacks: int = 0
+    #: records stamped with the publish time: their event time is older than the topic keeps
+    rows_restamped: int = 0
     #: the tab's field names and their columns' number format types (lineage's schema; not in the XCom)
     fields: tuple[str, ...] = ()
     column_types: tuple[str | None, ...] = ()

@@ -56,7 +56,7 @@ from airflow_provider_sheets.model.reconcile import Reconciliation
 from airflow_provider_sheets.model.sheet import RENDER_OPTIONS
 from airflow_provider_sheets.pipeline.drift import on_drift as apply_drift_policy
 from airflow_provider_sheets.pipeline.encoding import Encoding
-from airflow_provider_sheets.pipeline.sinks import PublishSink
+from airflow_provider_sheets.pipeline.sinks import PublishSink, restamped_warning
 from airflow_provider_sheets.pipeline.tab import mapper_for
 from airflow_provider_sheets.settings import (
     DEFAULT_PAGE_SIZE,
@@ -601,6 +601,7 @@ class SheetStream:
         sink = PublishSink(self.publisher, record_headers, None, None, self.fingerprint_topic, self._reconciliation)
         self._sink = sink
         failed: RowMappingError | None = None
+        restamped = self.publisher.restamped
         try:
             result = accel.publish_pages(
                 pages, mapper, sink, LoopOptions(), accel.Switches.from_env(forked=False), self.reader
@@ -609,6 +610,9 @@ class SheetStream:
             # the rows before it are produced: publish them and keep their position, then stop
             failed, result = err, err.result
         self.publisher.finish()
+        warning = restamped_warning(self.publisher, since=restamped)
+        if warning is not None:
+            log.warning(warning)
         if result.last_row is not None:
             self._after_row, self._last_value = result.last_row, result.last_value
             self._published_through = max(self._published_through, result.last_row)

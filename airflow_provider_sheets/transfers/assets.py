@@ -38,6 +38,7 @@ def event_extra(summary: Summary, value_format: str) -> dict[str, Any]:
     extra = {name: xcom[name] for name in ("spreadsheet_id", "sheet_id", "sheet_name", "first_row", "last_row")}
     extra.update(
         rows_published=summary.rows_published,
+        rows_deleted=summary.rows_deleted,
         watermark_after=summary.watermark_after,
         value_format=value_format,
         run_type=summary.run_type,

@@ -2,19 +2,20 @@
 For DAGs downstream of the operator: read back exactly the rows a run published, as its asset event
 names them, whatever the value format.
 
-:func:`read_published_rows` takes the event's asset URI (``kafka://<server>/<topic>``) and ``extra``
-(``spreadsheet_id``, ``sheet_id``, ``first_row``, ``last_row``, ``rows_published``, ``value_format``)
-and consumes the topic with a consumer group of the caller's, keeping the records of that
-spreadsheet, tab and row range (by their ``sheets.*`` headers; ``read_committed``, so an aborted
-exactly-once attempt is never read), until it has ``rows_published`` of them; it commits the group's
-offsets then, so the next call starts after them.
+:func:`read_published` takes the events that woke a run, each an asset URI
+(``kafka://<server>/<topic>``) and ``extra`` (``spreadsheet_id``, ``sheet_id``, ``first_row``,
+``last_row``, ``rows_published``, ``value_format``), and consumes each topic once with a consumer
+group of the caller's, keeping the records of those spreadsheets, tabs and row ranges (by their
+``sheets.*`` headers; ``read_committed``, so an aborted exactly-once attempt is never read) until it
+has every event's ``rows_published``; it commits the group's offsets then, just past those records,
+so the next call starts after them. :func:`read_published_rows` does it for one event.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -76,6 +77,15 @@ def _wanted(headers: Any, extra: Mapping[str, Any]) -> int | None:
     return row if int(extra["first_row"]) <= row <= int(extra["last_row"]) else None
 
 
+def _expected_rows(extra: Mapping[str, Any]) -> int:
+    """
+    How many rows of its range an event's records hold values for: a reconcile's tombstones
+    (``rows_deleted``, for rows past the range) hold none, and a row published twice counts once.
+    """
+    published = int(extra.get("rows_published") or 0) - int(extra.get("rows_deleted") or 0)
+    return min(published, int(extra["last_row"]) - int(extra["first_row"]) + 1) if published > 0 else 0
+
+
 def read_published_rows(
     uri: str,
     extra: Mapping[str, Any],
@@ -83,35 +93,62 @@ def read_published_rows(
     kafka_config_id: str = "kafka_default",
     timeout: float = 120.0,
 ) -> list[Any]:
+    """The values of the rows one asset event says were published (:func:`read_published`)."""
+    return read_published([(uri, extra)], group_id, kafka_config_id, timeout)[0]
+
+
+def read_published(
+    events: Sequence[tuple[str, Mapping[str, Any]]],
+    group_id: str,
+    kafka_config_id: str = "kafka_default",
+    timeout: float = 120.0,
+) -> list[list[Any]]:
     """
-    The values of the rows an asset event says were published, in row order (the latest record of
-    a row read twice), read from the group's committed offsets (the start of each partition for a
-    new group) to the partitions' ends as they are when it starts. :class:`KafkaPublishError` when
-    they are not all there.
+    The values of the rows each ``(asset URI, extra)`` event says were published, in row order (the
+    latest record of a row read twice), one list per event. Each topic is read once for all its
+    events, from the group's committed offsets (the start of each partition for a new group) until
+    every event has its rows or the partitions' ends as they were at the start; the group's offset
+    of a partition is then committed just past the last record of these events in it, so that a
+    later event's records (published after them) are read by the next call.
+    :class:`KafkaPublishError` when an event's rows are not all there.
     """
+    by_topic: dict[str, list[int]] = {}
+    for index, (uri, _) in enumerate(events):
+        by_topic.setdefault(topic_of(uri), []).append(index)
+    found: list[list[Any]] = [[] for _ in events]
+    for topic, indexes in by_topic.items():
+        rows = _read_topic(topic, [events[i][1] for i in indexes], group_id, kafka_config_id, timeout)
+        for index, event_rows in zip(indexes, rows, strict=True):
+            found[index] = [event_rows[row] for row in sorted(event_rows)]
+    return found
+
+
+def _read_topic(
+    topic: str, extras: list[Mapping[str, Any]], group_id: str, kafka_config_id: str, timeout: float
+) -> list[dict[int, Any]]:
     from confluent_kafka import Consumer
 
-    topic, expected = topic_of(uri), int(extra.get("rows_published") or 0)
-    if expected == 0:
-        return []
-    decode = value_decoder(str(extra.get("value_format") or "json"), topic)
+    formats = {str(extra.get("value_format") or "json") for extra in extras}
+    decoders = {value_format: value_decoder(value_format, topic) for value_format in formats}
     config = {**client_config(kafka_config_id), "group.id": group_id, "enable.auto.commit": False}
     config.update({"isolation.level": "read_committed"})
     consumer = Consumer(config)
     try:
         reading = _TopicRead(consumer, topic, timeout)
-        rows = reading.rows(extra, decode, expected)
-        if len(rows) < expected:
-            raise KafkaPublishError(
-                f"topic {topic!r} holds {len(rows)} of the {expected} rows {extra['first_row']}-{extra['last_row']} "
-                f"the asset event names after the committed offsets of consumer group {group_id!r} "
-                f"({reading.read} records read to the end): were they published to another topic, or did the "
-                f"group already read past them?"
-            )
+        rows = reading.rows(extras, decoders)
+        for extra, event_rows in zip(extras, rows, strict=True):
+            expected = _expected_rows(extra)
+            if len(event_rows) < expected:
+                raise KafkaPublishError(
+                    f"topic {topic!r} holds {len(event_rows)} of the {expected} rows "
+                    f"{extra['first_row']}-{extra['last_row']} the asset event names after the committed offsets of "
+                    f"consumer group {group_id!r} ({reading.read} records read to the end): were they published "
+                    f"to another topic, deleted by the topic's retention, or did the group already read past them?"
+                )
         reading.commit()
     finally:
         consumer.close()
-    return [rows[row] for row in sorted(rows)]
+    return rows
 
 
 class _TopicRead:
@@ -131,6 +168,8 @@ class _TopicRead:
         ]
         self.ends = {p.partition: consumer.get_watermark_offsets(p, timeout=timeout)[1] for p in partitions}
         self.next = {c.partition: max(c.offset, 0) for c in committed}
+        #: per partition, the offset just past the last record of the events read
+        self.through: dict[int, int] = {}
         consumer.assign(self.start)
 
     def _retrying(self, call: Callable[[], Any]) -> Any:
@@ -150,24 +189,31 @@ class _TopicRead:
     def done(self) -> bool:
         return all(self.next[p] >= end for p, end in self.ends.items())
 
-    def rows(self, extra: Mapping[str, Any], decode: Callable, expected: int) -> dict[int, Any]:
-        rows: dict[int, Any] = {}
-        while not self.done() and len(rows) < expected and time.monotonic() < self.deadline:
+    def rows(self, extras: list[Mapping[str, Any]], decoders: Mapping[str, Callable]) -> list[dict[int, Any]]:
+        """Each event's rows (row → value), read until every event has its ``rows_published`` of them."""
+        rows: list[dict[int, Any]] = [{} for _ in extras]
+        missing = [_expected_rows(extra) > 0 for extra in extras]
+        while any(missing) and not self.done() and time.monotonic() < self.deadline:
             msg = self.consumer.poll(1.0)
             if msg is None or msg.error():
                 continue
             self.read += 1
             self.next[msg.partition()] = msg.offset() + 1
-            row = _wanted(msg.headers(), extra)
-            if row is not None and msg.value() is not None:
-                rows[row] = decode(msg.value())
+            if msg.value() is None:
+                continue
+            for index, extra in enumerate(extras):
+                row = _wanted(msg.headers(), extra)
+                if row is not None:
+                    rows[index][row] = decoders[str(extra.get("value_format") or "json")](msg.value())
+                    self.through[msg.partition()] = msg.offset() + 1
+                    missing[index] = len(rows[index]) < _expected_rows(extra)
         return rows
 
     def commit(self) -> None:
         from confluent_kafka import TopicPartition
 
         topic = self.start[0].topic
-        offsets = [TopicPartition(topic, p, offset) for p, offset in self.next.items() if offset > 0]
+        offsets = [TopicPartition(topic, p, offset) for p, offset in self.through.items()]
         if offsets:
             self._retrying(lambda: self.consumer.commit(offsets=offsets, asynchronous=False))
 

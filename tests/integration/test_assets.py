@@ -49,6 +49,7 @@ def test_one_asset_event_per_publishing_run_and_none_for_an_empty_or_dry_run(con
             "first_row": 2,
             "last_row": 5,
             "rows_published": 4,
+            "rows_deleted": 0,
             "watermark_after": 5,
             "value_format": "json",
             "run_type": "manual",
@@ -62,6 +63,7 @@ def test_one_asset_event_per_publishing_run_and_none_for_an_empty_or_dry_run(con
             "first_row": 6,
             "last_row": 7,
             "rows_published": 2,
+            "rows_deleted": 0,
             "watermark_after": 7,
             "value_format": "json",
             "run_type": "manual",
@@ -97,7 +99,7 @@ def test_a_downstream_reader_gets_exactly_the_rows_an_event_names(
     import uuid as _uuid
 
     from airflow_provider_sheets.transfers.assets import event_extra  # noqa: F401  (the extra's shape)
-    from airflow_provider_sheets.transfers.downstream import read_published_rows
+    from airflow_provider_sheets.transfers.downstream import read_published, read_published_rows
     from tests.helpers import run_operator
 
     sid = f"downstream-{_uuid.uuid4().hex[:8]}"
@@ -117,3 +119,18 @@ def test_a_downstream_reader_gets_exactly_the_rows_an_event_names(
     assert read_published_rows(uri, {**extra, "value_format": value_format}, group_id=group, timeout=60) == [
         {"Name": "Cem", "Rating": 3 if value_format == "json" else 3.0}
     ]
+    # two events of one topic in one call (a downstream run woken by two runs): each gets its own rows
+    events = []
+    for name, rating in (("Dan", 2), ("Eve", 1)):
+        sheets_server.append_rows(sid, "Form Responses 1", [[name, rating]])
+        summary = run_operator(**kwargs, value_format=value_format, typed_values=True).summary
+        events.append((uri, {**{n: summary[n] for n in extra}, "value_format": value_format}))
+    number = int if value_format == "json" else float
+    assert read_published(events, group_id=group, timeout=60) == [
+        [{"Name": "Dan", "Rating": number(2)}],
+        [{"Name": "Eve", "Rating": number(1)}],
+    ]
+    assert read_published(events, group_id=f"{group}-new", timeout=60) == [
+        [{"Name": "Dan", "Rating": number(2)}],
+        [{"Name": "Eve", "Rating": number(1)}],
+    ], "a new group reads the topic from its start"

@@ -68,7 +68,9 @@ def test_the_asset_scheduled_dag_runs_after_a_publishing_run_only(
         expected: dict[str, int] = {}
         for row in rows:
             expected[str(row[3])] = expected.get(str(row[3]), 0) + 1
-        assert counted == {"rows": 5, "how_did_you_hear_about_us": expected}, "exactly the published rows"
+        # the run also reads the events of other tests' runs since its last run: theirs are other spreadsheets
+        assert counted["how_did_you_hear_about_us"][spreadsheet_id] == expected, "exactly the published rows"
+        assert counted["rows"] >= 5
 
         _, summary = example_dag.run_and_wait()  # nothing new
         assert summary["rows_published"] == 0

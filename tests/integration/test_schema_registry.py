@@ -64,9 +64,10 @@ def _millis(moment: datetime) -> int:
     ids=["en_US", "de_DE"],
 )
 def test_avro_records_are_read_by_the_avro_deserializer(
-    connections, sheets_server, broker, topic, schema_registry, locale, zone, offset
+    connections, sheets_server, broker, keeping_topic, schema_registry, locale, zone, offset
 ):
     """Values, types and record timestamps, whatever the locale; field names made Avro names, the headers in doc."""
+    topic = keeping_topic
     from datetime import timedelta
 
     sid = f"avro-{uuid.uuid4().hex[:8]}"

@@ -187,9 +187,11 @@ def test_tab_not_found_lists_the_tabs(connections, sheets_server, topic):
     assert result.state == "failed"
 
 
-def test_typed_values_and_event_time_on_apache_kafka(connections, sheets_server, broker, topic):
+def test_typed_values_and_event_time_on_apache_kafka(connections, sheets_server, broker, keeping_topic):
     """A German form, typed: the values as JSON types, each record's CreateTime the submission time."""
     from datetime import datetime, timezone
+
+    topic = keeping_topic
 
     sid = f"typed-{uuid.uuid4().hex[:8]}"
     rows = [[datetime(2026, 11, 5, 9, 5, 3), "Ann", 4, True], [datetime(2026, 11, 5, 14, 30, 0), "Bob", 2.5, False]]
@@ -209,6 +211,43 @@ def test_typed_values_and_event_time_on_apache_kafka(connections, sheets_server,
         int(datetime(2026, 11, 5, 8, 5, 3, tzinfo=timezone.utc).timestamp() * 1000),
         int(datetime(2026, 11, 5, 13, 30, tzinfo=timezone.utc).timestamp() * 1000),
     ]
+
+
+@pytest.mark.parametrize(
+    ("config", "setting"),
+    [
+        ({"retention.ms": "604800000"}, "retention.ms=604800000"),  # deleted at the next retention check
+        ({"message.timestamp.before.max.ms": "86400000"}, "message.timestamp.before.max.ms=86400000"),  # refused
+    ],
+    ids=["retention", "before-max"],
+)
+def test_rows_older_than_the_topic_keeps_are_stamped_with_the_publish_time(
+    connections, sheets_server, broker, capfd, config, setting
+):
+    """A month-old response in a topic that keeps a week (or accepts a day): published, kept, its value unchanged."""
+    import time
+    from datetime import timedelta, timezone
+
+    topic = f"responses-{uuid.uuid4().hex[:8]}"
+    broker.create_topics([topic], partitions=1, config=config)
+    recent = (datetime.now(timezone.utc) - timedelta(minutes=10)).replace(microsecond=0, tzinfo=None)
+    old = datetime(2026, 11, 1, 9, 5, 3)
+    sid = _new_sheet(sheets_server, [[old, "Ann", "ann@x", "Friend", 4], [recent, "Bob", "bob@x", "Ad", 5]],
+                     time_zone="Etc/UTC")  # fmt: skip
+    capfd.readouterr()
+    before = int(time.time() * 1000)
+    result = run_operator(spreadsheet_id=sid, topic=topic, api_endpoint=connections["api_endpoint"], typed_values=True)
+    after = int(time.time() * 1000)
+    log = "".join(capfd.readouterr())
+    assert result.state == "success", log[-3000:]
+    assert result.summary["rows_published"] == 2
+    assert result.summary["rows_restamped"] == 1
+    old_record, recent_record = consume_all(broker.bootstrap_servers, topic, expected=2)
+    assert before <= old_record.timestamp <= after, "the old row: the publish time"
+    assert old_record.value["Timestamp"] == "2026-11-01T09:05:03+00:00", "the value keeps the event time"
+    assert recent_record.timestamp == int(recent.replace(tzinfo=timezone.utc).timestamp() * 1000)
+    assert "1 record(s) carry the publish time as their Kafka timestamp" in log
+    assert f"topic {topic!r} keeps no record older than its {setting}" in log
 
 
 def test_cloudevents_records_are_read_by_the_cloudevents_sdk(connections, sheets_server, broker, topic):

@@ -350,9 +350,11 @@ def test_a_reconcile_start_makes_the_topic_match_the_tab(tmp_path, broker, sheet
     assert Counter(m.headers["sheets.change"] for m in messages) == {"insert": 10, "update": 8, "delete": 2}
 
 
-def test_the_stream_runner_types_values_and_event_times_as_the_operator(tmp_path, broker, sheets_server, topic):
+def test_the_stream_runner_types_values_and_event_times_as_the_operator(tmp_path, broker, sheets_server, keeping_topic):
     """--typed-values --value-format cloudevents: the operator's encoders (one implementation)."""
     from datetime import datetime, timezone
+
+    topic = keeping_topic
 
     sid = _new_sheet(sheets_server, 0)
     sheets_server.append_rows(sid, FORMS_TAB, [[datetime(2026, 11, 5, 9, 5, 3), "Ann", "ann@x", "Friend", 4]])

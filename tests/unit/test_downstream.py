@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from airflow_provider_sheets.transfers.downstream import _wanted, new_response, topic_of
+from airflow_provider_sheets.transfers.downstream import _expected_rows, _wanted, new_response, topic_of
 
 
 @dataclass
@@ -110,3 +110,19 @@ def test_an_event_listed_under_the_asset_and_its_alias_is_read_once():
     by_key = {"asset": [later, earlier], "alias": [earlier, later]}
     assert published_events(by_key) == [("kafka://b:9092/t", {"first_row": 2}), ("kafka://b:9092/t", {"first_row": 8})]
     assert published_events(None) == []
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "published", "expected", "deleted"),
+    [
+        (2, 6, 5, 5, 0),
+        (2, 7, 7, 6, 0),  # a row published twice in the run (an edit republished): its latest record counts once
+        (2, 9, 3, 3, 0),  # empty rows skipped, or a reconcile that found the others right
+        (5, 5, 0, 0, 0),
+        (2, 7, 7, 5, 2),  # a reconcile: 5 rows changed, tombstones for rows 8 and 9 (no value to read)
+        (2, 3, 2, 0, 2),  # a reconcile that only deleted
+    ],
+)
+def test_an_event_holds_its_distinct_rows(first, last, published, expected, deleted):
+    extra = {"first_row": first, "last_row": last, "rows_published": published, "rows_deleted": deleted}
+    assert _expected_rows(extra) == expected

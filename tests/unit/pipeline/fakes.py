@@ -254,6 +254,8 @@ class FakePublisher:
         self.closed = False
         self.polls = 0
         self.settle_calls: list[float] = []
+        self.restamped = 0
+        self.time_limit = None
 
     def check_topic(self, topic: str | None = None, timeout: float = 15.0) -> int:
         name = topic or self.topic

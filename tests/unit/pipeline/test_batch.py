@@ -200,6 +200,7 @@ def test_a_run_with_nothing_new_produces_nothing_and_leaves_the_watermark(mappin
         "rows_unchanged": 0,
         "rows_deleted": 0,
         "typed_fallbacks": 0,
+        "rows_restamped": 0,
         "duration_s": 0,
         "rows_per_s": None,
     }
@@ -868,6 +869,7 @@ def test_the_summary_as_xcom(mapping_process):
         "rows_unchanged": 0,
         "rows_deleted": 0,
         "typed_fallbacks": 0,
+        "rows_restamped": 0,
     }
     assert "interval_start" not in xcom
 
