@@ -50,15 +50,40 @@ def event_extra(summary: Summary, value_format: str) -> dict[str, Any]:
     return extra
 
 
-def emit(context: Any, alias: AssetAlias, settings: BatchSettings, summary: Summary) -> bool:
+def known_asset(alias: AssetAlias, uri: str) -> bool:
     """
-    One asset event for the topic through ``alias`` when the run published rows; whether it did.
+    Whether the metadata DB holds the asset as one the alias resolves to (an earlier event through
+    the alias created it), as the task's supervisor answers; ``False`` when it cannot say (no
+    supervisor: not in a task; an Airflow whose Task SDK has no such request).
+    """
+    try:
+        from airflow.sdk.execution_time.comms import AssetsByAliasResult, GetAssetsByAlias
+        from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
 
-    Not from a backfill's runs yet: they run side by side, and the Airflow API server, creating the
-    topic's asset from two runs' alias events at once, hits its unique index on PostgreSQL and fails
-    the task.
-    """
-    if summary.dry_run or summary.rows_published == 0 or summary.run_type == "backfill":
+        found = SUPERVISOR_COMMS.send(GetAssetsByAlias(alias_name=alias.name))
+    except Exception:  # noqa: BLE001 - no supervisor to ask, or nothing to ask it with
         return False
-    context["outlet_events"][alias].add(topic_asset(settings), extra=event_extra(summary, settings.value_format))
-    return True
+    return isinstance(found, AssetsByAliasResult) and any(asset.uri == uri for asset in found.assets)
+
+
+def emit(context: Any, alias: AssetAlias, settings: BatchSettings, summary: Summary) -> str | None:
+    """
+    One asset event for the topic through ``alias`` when the run published rows; what the task log
+    says of it (``None``: nothing was published, no event).
+
+    A backfill's run emits one only once the alias resolves to the topic's asset in the metadata DB
+    (a live run's event through it created the asset): backfill runs run side by side, and the
+    Airflow API server, creating an asset from two runs' alias events at once, hits its unique
+    index on PostgreSQL and fails the task.
+    """
+    if summary.dry_run or summary.rows_published == 0:
+        return None
+    asset = topic_asset(settings)
+    if summary.run_type == "backfill" and not known_asset(alias, asset.uri):
+        return (
+            f"No asset event for {asset.uri} from this backfill run: the asset is not in the metadata DB yet, "
+            f"and backfill runs creating it side by side would fail. A live run's event creates it; the "
+            f"backfill runs after that emit theirs."
+        )
+    context["outlet_events"][alias].add(asset, extra=event_extra(summary, settings.value_format))
+    return f"Asset event for {asset.uri} through alias {alias.name!r}."

@@ -300,10 +300,9 @@ class SheetToKafkaOperator(BaseOperator):
         links.persist(context, settings.spreadsheet_id, None, settings.topic)
         summary = self.summary = BatchRun(settings, run, Ports(self.reader), self.log).execute()
         links.persist(context, settings.spreadsheet_id, summary.sheet_id, settings.topic)
-        if self.default_alias is not None and assets.emit(context, self.default_alias, settings, summary):
-            self.log.info(
-                "Asset event for %s through alias %r.", assets.topic_asset(settings).uri, self.default_alias.name
-            )
+        emitted = assets.emit(context, self.default_alias, settings, summary) if self.default_alias else None
+        if emitted is not None:
+            self.log.info(emitted)
         return summary.as_xcom()
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:

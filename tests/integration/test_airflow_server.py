@@ -173,6 +173,43 @@ def test_backfill_publishes_each_interval_and_keeps_the_watermark(
     assert airflow_server.get_variable(f"{key}.lease") is None
 
 
+def _backfill_runs(airflow_server, before: set[str], count: int) -> list[dict]:
+    """The ``count`` backfill runs of the example DAG not in ``before``, once they finished."""
+    deadline = time.monotonic() + 60
+    runs: list[dict] = []
+    while len(runs) < count and time.monotonic() < deadline:
+        runs = [r for r in airflow_server.runs(EXAMPLE_DAG, run_type="backfill") if r["dag_run_id"] not in before]
+        time.sleep(0.5)
+    assert len(runs) == count, runs
+    return [airflow_server.wait_run(EXAMPLE_DAG, run["dag_run_id"], timeout=120) for run in runs]
+
+
+def test_backfill_runs_emit_asset_events_once_the_topic_asset_exists(airflow_server, example_dag, sheets_server, topic):
+    """A live run's event creates the topic's asset; the backfill runs after it, side by side, emit theirs."""
+    start = datetime(2026, 11, 4, 14, 0, tzinfo=timezone.utc)
+    rows, moments = _backfill_rows(ZoneInfo("Etc/UTC"), start)
+    spreadsheet_id = new_sheet(sheets_server, rows, time_zone="Etc/UTC")
+    example_dag.use(spreadsheet_id, topic, quiet=60)
+    _, live = example_dag.run_and_wait()
+    assert live["rows_published"] == len(rows)
+    # created by the alias event, not by a DAG: not "active", so listed only with only_active=false
+    (asset,) = airflow_server.get("/assets", uri_pattern=topic, only_active="false")["assets"]
+    before = {r["dag_run_id"] for r in airflow_server.runs(EXAMPLE_DAG)}
+    intervals = [(start + timedelta(minutes=15 * i), start + timedelta(minutes=15 * (i + 1))) for i in range(3)]
+    airflow_server.backfill(EXAMPLE_DAG, intervals[0][0], intervals[-1][0])
+    runs = _backfill_runs(airflow_server, before, 3)
+    example_dag.park()
+    events = airflow_server.get("/assets/events", asset_id=asset["id"], limit=100)["asset_events"]
+    by_run = {event["source_run_id"]: event["extra"] for event in events}
+    assert len(by_run) == 4, events  # the live run's and one per backfill run
+    for lo, hi in intervals:
+        (run,) = [r for r in runs if r["data_interval_start"].replace("Z", "+00:00") == lo.isoformat()]
+        extra = by_run[run["dag_run_id"]]
+        expected = sum(1 for moment in moments if lo <= moment < hi)
+        assert (extra["backfill"], extra["run_type"], extra["rows_published"]) == (True, "backfill", expected)
+        assert (extra["interval_start"], extra["interval_end"]) == (lo.isoformat(), hi.isoformat())
+
+
 def test_manual_runs_dry_run_max_rows_then_incremental(airflow_server, example_dag, sheets_server, broker, topic):
     spreadsheet_id = new_sheet(sheets_server, forms_rows(10))  # rows 2..11
     example_dag.use(spreadsheet_id, topic, quiet=60)
