@@ -263,9 +263,7 @@ class Publisher:
         if self.error_count:
             self.abort(f"{self.error_count} record(s) failed to deliver while producing")
 
-    def _kept(
-        self, messages: Iterable[tuple[bytes, bytes, Headers, int]]
-    ) -> Iterable[tuple[bytes, bytes, Headers, int]]:
+    def _kept(self, messages: Iterable[Message]) -> list[Message]:
         """``messages``, those stamped earlier than the topic keeps stamped with the publish time instead."""
         messages = list(messages)
         stamped = [m[3] for m in messages if m[3]]
@@ -274,9 +272,8 @@ class Publisher:
         oldest = self.time_limit.oldest(int(time.time() * 1000))
         if min(stamped) >= oldest:
             return messages
-        kept = [m if not m[3] or m[3] >= oldest else (m[0], m[1], m[2], _NOW) for m in messages]
-        self.restamped += sum(1 for m in messages if m[3] and m[3] < oldest)
-        return kept
+        self.restamped += sum(1 for stamp in stamped if stamp < oldest)
+        return [m if not m[3] or m[3] >= oldest else (m[0], m[1], m[2], _NOW) for m in messages]
 
     @cached_property
     def time_limit(self) -> TimeLimit | None:

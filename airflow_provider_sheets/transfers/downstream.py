@@ -77,6 +77,11 @@ def _wanted(headers: Any, extra: Mapping[str, Any]) -> int | None:
     return row if int(extra["first_row"]) <= row <= int(extra["last_row"]) else None
 
 
+def _format_of(extra: Mapping[str, Any]) -> str:
+    """The value format an event's records are in."""
+    return str(extra.get("value_format") or "json")
+
+
 def _expected_rows(extra: Mapping[str, Any]) -> int:
     """
     How many rows of its range an event's records hold values for: a reconcile's tombstones
@@ -128,7 +133,7 @@ def _read_topic(
 ) -> list[dict[int, Any]]:
     from confluent_kafka import Consumer
 
-    formats = {str(extra.get("value_format") or "json") for extra in extras}
+    formats = {_format_of(extra) for extra in extras}
     decoders = {value_format: value_decoder(value_format, topic) for value_format in formats}
     config = {**client_config(kafka_config_id), "group.id": group_id, "enable.auto.commit": False}
     config.update({"isolation.level": "read_committed"})
@@ -204,7 +209,7 @@ class _TopicRead:
             for index, extra in enumerate(extras):
                 row = _wanted(msg.headers(), extra)
                 if row is not None:
-                    rows[index][row] = decoders[str(extra.get("value_format") or "json")](msg.value())
+                    rows[index][row] = decoders[_format_of(extra)](msg.value())
                     self.through[msg.partition()] = msg.offset() + 1
                     missing[index] = len(rows[index]) < _expected_rows(extra)
         return rows

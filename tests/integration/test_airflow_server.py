@@ -119,6 +119,17 @@ def _backfill_rows(zone: ZoneInfo, start: datetime) -> tuple[list[list[object]],
     return rows, moments
 
 
+def _backfill_runs(airflow_server, before: set[str], count: int) -> list[dict]:
+    """The ``count`` backfill runs of the example DAG not in ``before``, once they finished."""
+    deadline = time.monotonic() + 60
+    runs: list[dict] = []
+    while len(runs) < count and time.monotonic() < deadline:
+        runs = [r for r in airflow_server.runs(EXAMPLE_DAG, run_type="backfill") if r["dag_run_id"] not in before]
+        time.sleep(0.5)
+    assert len(runs) == count, runs
+    return [airflow_server.wait_run(EXAMPLE_DAG, run["dag_run_id"], timeout=120) for run in runs]
+
+
 @pytest.mark.parametrize(
     ("time_zone", "day"),
     [pytest.param("Etc/UTC", 2, id="utc"), pytest.param("America/New_York", 3, id="new-york")],
@@ -140,17 +151,8 @@ def test_backfill_publishes_each_interval_and_keeps_the_watermark(
     airflow_server.set_variable(key, live)
     before = {r["dag_run_id"] for r in airflow_server.runs(EXAMPLE_DAG)}
     airflow_server.backfill(EXAMPLE_DAG, intervals[0][0], intervals[-1][0])
-    deadline = time.monotonic() + 60
-    backfill_runs: list[dict] = []
-    while len(backfill_runs) < 3 and time.monotonic() < deadline:
-        backfill_runs = [
-            r for r in airflow_server.runs(EXAMPLE_DAG, run_type="backfill") if r["dag_run_id"] not in before
-        ]
-        time.sleep(0.5)
-    assert len(backfill_runs) == 3, backfill_runs
     by_start = {}
-    for run in backfill_runs:
-        run = airflow_server.wait_run(EXAMPLE_DAG, run["dag_run_id"], timeout=120)
+    for run in _backfill_runs(airflow_server, before, 3):
         by_start[datetime.fromisoformat(run["data_interval_start"].replace("Z", "+00:00"))] = run
     assert sorted(by_start) == [lo for lo, _ in intervals]
     example_dag.park()
@@ -171,17 +173,6 @@ def test_backfill_publishes_each_interval_and_keeps_the_watermark(
     assert {m.headers["airflow.run_type"] for m in messages} == {"backfill"}
     assert airflow_server.get_variable(key) == live, "a backfill moved the live watermark"
     assert airflow_server.get_variable(f"{key}.lease") is None
-
-
-def _backfill_runs(airflow_server, before: set[str], count: int) -> list[dict]:
-    """The ``count`` backfill runs of the example DAG not in ``before``, once they finished."""
-    deadline = time.monotonic() + 60
-    runs: list[dict] = []
-    while len(runs) < count and time.monotonic() < deadline:
-        runs = [r for r in airflow_server.runs(EXAMPLE_DAG, run_type="backfill") if r["dag_run_id"] not in before]
-        time.sleep(0.5)
-    assert len(runs) == count, runs
-    return [airflow_server.wait_run(EXAMPLE_DAG, run["dag_run_id"], timeout=120) for run in runs]
 
 
 def test_backfill_runs_emit_asset_events_once_the_topic_asset_exists(airflow_server, example_dag, sheets_server, topic):
