@@ -65,7 +65,18 @@ def get_provider_info() -> dict:
                         "type": "string",
                         "example": "http://kafka-ui:8080/ui/clusters/local/all-topics/{topic}",
                         "default": "",
-                    }
+                    },
+                    "quota_redis_url": {
+                        "description": "A Redis URL (e.g. the Celery broker's Redis, another database number) "
+                        "where every task of every worker counts its Sheets read requests in one sliding window "
+                        "per Google principal, so that a fleet keeps to sheets_quota_per_minute together. Empty: "
+                        "each task process paces its own requests. The redis package must be installed "
+                        "(airflow-provider-sheets[fleet]).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "redis://redis:6379/1",
+                        "default": "",
+                    },
                 },
             }
         },

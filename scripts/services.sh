@@ -2,6 +2,7 @@
 # Install (from Debian) and start what the test suite needs beside Python, idempotently:
 #   - PostgreSQL: a throw-away cluster of our own (trust auth, loopback only) on $SHEETS_PG_PORT,
 #     so it never touches a system cluster and needs no password;
+#   - redis-server: the fleet's shared quota and the CeleryExecutor test start their own on free ports;
 #   - chromium and docker-compose: the UI and compose tests use them.
 # Nothing is started twice: a cluster that already answers on the port is kept.
 # Sourced by scripts/test.sh; exports SHEETS_PG_HOST and SHEETS_PG_PORT for the tests.
@@ -74,6 +75,7 @@ start_postgres() {
 install_packages() {
     local missing=()
     _pg_bin >/dev/null || missing+=(postgresql)
+    command -v redis-server >/dev/null || missing+=(redis-server)
     command -v docker-compose >/dev/null || missing+=(docker-compose)
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     [ ${#missing[@]} -eq 0 ] && return 0

@@ -99,6 +99,9 @@ class AirflowServer:
     :param sheets_url: the Sheets endpoint, as the Variable ``sheets_api_endpoint``.
     """
 
+    #: what ``/monitor/health`` must call healthy
+    components: tuple[str, ...] = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
     def __init__(self, log_path: Path, bootstrap_servers: str, sheets_url: str) -> None:
         self.log_path = log_path
         self.bootstrap_servers = bootstrap_servers
@@ -141,15 +144,22 @@ class AirflowServer:
                 cwd=self.env["AIRFLOW_HOME"],
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
+        self._wait_started(time.monotonic() + timeout, wait_for)
+        return self
+
+    def _wait_started(self, deadline: float, wait_for: tuple[str, ...]) -> None:
+        """Wait until the components are healthy and ``wait_for`` DAGs parsed; stop everything if not."""
         try:
             self._wait_healthy(deadline)
+            self._wait_more(deadline)
             for dag_id in wait_for:
                 self.wait_dag(dag_id, timeout=max(1.0, deadline - time.monotonic()))
         except BaseException:
             self.stop()
             raise
-        return self
+
+    def _wait_more(self, deadline: float) -> None:
+        """What else a deployment waits for (beyond ``/monitor/health``) before it is started."""
 
     def _check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
@@ -163,8 +173,7 @@ class AirflowServer:
                 response = self.http.get("/monitor/health", timeout=5.0)
                 health = response.json() if response.status_code == 200 else {}
                 last = f"HTTP {response.status_code}: {response.text[:500]}"
-                components = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-                if health and all((health.get(c) or {}).get("status") == "healthy" for c in components):
+                if health and all((health.get(c) or {}).get("status") == "healthy" for c in self.components):
                     return
             except (httpx.HTTPError, ValueError) as err:
                 last = repr(err)
@@ -174,7 +183,8 @@ class AirflowServer:
     def check_health(self) -> None:
         """Fail (with the log) when a component stopped heartbeating: standalone does not restart it."""
         health = self.get("/monitor/health")
-        unhealthy = {name: state for name, state in health.items() if (state or {}).get("status") != "healthy"}
+        states = {name: health.get(name) for name in self.components}
+        unhealthy = {name: state for name, state in states.items() if (state or {}).get("status") != "healthy"}
         if unhealthy:
             raise AssertionError(f"Airflow components are unhealthy: {unhealthy}\n{self.log_tail()}")
 
@@ -436,10 +446,11 @@ class AirflowServer:
                 lines.append(str(entry))
         return "\n".join(lines)
 
-    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
-        """A task's XCom value (JSON-decoded)."""
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        """A task's XCom value (JSON-decoded); a mapped task's by its ``map_index``."""
         path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/xcomEntries/{key}"
-        value = self.request("GET", path, params={"deserialize": "true"}).json()["value"]
+        params = {"deserialize": "true", "map_index": str(map_index)}
+        value = self.request("GET", path, params=params).json()["value"]
         if isinstance(value, str):
             with contextlib.suppress(ValueError):
                 return json.loads(value)

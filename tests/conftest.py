@@ -204,6 +204,16 @@ def schema_registry(monkeypatch, _schema_registry):
     return _schema_registry
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A Redis of the session (Debian's redis-server) on a free port: the fleet's quota, Celery's broker."""
+    from airflow_provider_sheets.devkit.redis_server import RedisServer, redis_available
+
+    require_or_skip(redis_available(), "redis-server (Debian package redis-server)")
+    with RedisServer(log_path=tmp_path_factory.mktemp("redis") / "redis.log") as server:
+        yield server
+
+
 @pytest.fixture
 def topic(broker):
     """A fresh topic with three partitions (the broker's default retention: seven days)."""

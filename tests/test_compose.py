@@ -18,6 +18,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
+CELERY_FILE = REPO_ROOT / "docker-compose.celery.yaml"
 DOCKERFILE = REPO_ROOT / "docker" / "Dockerfile"
 
 AIRFLOW_SERVICES = (
@@ -235,7 +236,8 @@ def _compose_validator() -> list[str] | None:
     return None
 
 
-def test_compose_config_is_valid() -> None:
+def _compose(*files: Path, args: tuple[str, ...] = ("config", "-q")) -> subprocess.CompletedProcess[str]:
+    """Run the Compose validator on ``files`` with the defaults only (skipped locally without one, required in CI)."""
     validator = _compose_validator()
     if validator is None:
         message = (
@@ -248,16 +250,59 @@ def test_compose_config_is_valid() -> None:
 
     # Drop variables the file interpolates so the check proves the defaults work.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SHEETS_", "AIRFLOW_", "KAFKA_", "COMPOSE_"))}
-    result = subprocess.run(
-        [*validator, "-f", str(COMPOSE_FILE), "config", "-q"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    command = [*validator, *(arg for path in files for arg in ("-f", str(path))), *args]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, (
-        f"`{' '.join(validator)} -f docker-compose.yaml config -q` failed "
-        f"(exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+        f"`{' '.join(command)}` failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
     )
+    return result
+
+
+def test_compose_config_is_valid() -> None:
+    _compose(COMPOSE_FILE)
+
+
+def test_the_celery_variant_is_valid() -> None:
+    _compose(COMPOSE_FILE, CELERY_FILE)
+
+
+@pytest.fixture(scope="module")
+def celery_services() -> dict:
+    """The services of the Celery variant as Compose merges them (both files, the "celery" profile)."""
+    merged = yaml.safe_load(_compose(COMPOSE_FILE, CELERY_FILE, args=("--profile", "celery", "config")).stdout)
+    return merged["services"]
+
+
+def test_the_celery_variant_runs_every_airflow_service_on_the_celery_executor(celery_services: dict) -> None:
+    names = [*AIRFLOW_SERVICES, "airflow-worker"]
+    envs = {name: _env(celery_services[name]) for name in names}
+    assert {env["AIRFLOW__CORE__EXECUTOR"] for env in envs.values()} == {"CeleryExecutor"}
+    (broker,) = {env["AIRFLOW__CELERY__BROKER_URL"] for env in envs.values()}
+    (quota,) = {env["AIRFLOW__SHEETS_TO_KAFKA__QUOTA_REDIS_URL"] for env in envs.values()}
+    assert broker.startswith("redis://")
+    assert "@redis:6379/0" in broker
+    assert quota == "redis://redis:6379/1", "the quota lives in a Redis database of its own, not Celery's"
+    assert {env["AIRFLOW__CELERY__RESULT_BACKEND"] for env in envs.values()} == {
+        "db+postgresql://airflow:airflow@postgres/airflow"
+    }
+    for name in names:
+        assert celery_services[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
+
+
+def test_the_celery_workers_run_what_the_scheduler_would(celery_services: dict) -> None:
+    worker, scheduler = celery_services["airflow-worker"], celery_services["airflow-scheduler"]
+    assert _command_text(worker) == "celery worker"
+    assert worker["deploy"]["replicas"] >= 2
+    for key in ("image", "volumes", "user"):
+        assert worker[key] == scheduler[key], key
+    assert _env(worker).items() >= _env(scheduler).items(), (
+        "same settings (JWT secret, DB, connections) as the scheduler"
+    )
+    assert "inspect ping" in " ".join(worker["healthcheck"]["test"])
+    assert "redis-cli" in " ".join(celery_services["redis"]["healthcheck"]["test"])
+
+
+def test_without_the_celery_variant_no_worker_starts(services: dict) -> None:
+    assert services["airflow-worker"]["profiles"] == ["celery"]
+    assert _env(services["airflow-scheduler"])["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert "redis" not in services

@@ -20,7 +20,6 @@ Python's and glibc's memory settings untouched. The parity test runs both ways o
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -91,7 +90,7 @@ class ReaderInChild:
             self.reader.after_fork()
             forget_connections(self.reader.hook)
             if self.reader.pacer is not None:
-                self.reader.pacer.lock = threading.Lock()  # the parent's threads may have held it
+                self.reader.pacer.after_fork()
 
     def child_state(self) -> Any:
         if self.reader is None:

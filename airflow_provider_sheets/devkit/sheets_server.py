@@ -753,14 +753,18 @@ class _Fault:
 class Hold:
     """One API request held before it is answered (see :meth:`SheetsServer.hold_next`)."""
 
-    def __init__(self, kind: str | None, timeout: float, skip: int = 0) -> None:
+    def __init__(self, kind: str | None, timeout: float, skip: int = 0, spreadsheet_id: str | None = None) -> None:
         self.kind = kind
+        self.spreadsheet_id = spreadsheet_id
         self.timeout = timeout
         #: matching requests still to let through before the one held
         self.skip = skip
         #: set when the held request has arrived (it then waits for :meth:`release`).
         self.arrived = threading.Event()
         self._released = threading.Event()
+
+    def matches(self, spreadsheet_id: str | None) -> bool:
+        return self.spreadsheet_id is None or self.spreadsheet_id == spreadsheet_id
 
     def release(self) -> None:
         """Let the held request be answered."""
@@ -1082,15 +1086,18 @@ class SheetsServer:
         with self._lock:
             self._faults.append(_Fault(status, count, pattern, message))
 
-    def hold_next(self, kind: str | None = None, timeout: float = 300.0, skip: int = 0) -> Hold:
+    def hold_next(
+        self, kind: str | None = None, timeout: float = 300.0, skip: int = 0, spreadsheet_id: str | None = None
+    ) -> Hold:
         """Hold the next API request (of ``kind``, e.g. ``"values.batchGet"``) unanswered until released.
 
         The client sees a slow response, as from a stalled network: the way to freeze a caller at a
         known point. The request is answered normally after :meth:`Hold.release` (or ``timeout``).
 
         :param skip: let this many matching requests through first (hold the second page: ``skip=1``).
+        :param spreadsheet_id: hold only a request on this spreadsheet.
         """
-        hold = Hold(kind, timeout, skip)
+        hold = Hold(kind, timeout, skip, spreadsheet_id)
         with self._lock:
             self._holds.append(hold)
         return hold
@@ -1203,7 +1210,8 @@ class SheetsServer:
                 fault = _Fault(429, 1, None, None)  # the quota: Google's 429 body
                 if reply_headers is not None and over is not True:
                     reply_headers["Retry-After"] = str(over)
-            hold = next((h for h in self._holds if is_api and h.kind in (None, kind)), None)
+            on = params[0] if params else None
+            hold = next((h for h in self._holds if is_api and h.kind in (None, kind) and h.matches(on)), None)
             if hold is not None and hold.skip > 0:
                 hold.skip -= 1
                 hold = None

@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+from airflow_provider_sheets.errors import SheetsQuotaError, with_fix
+from airflow_provider_sheets.hooks.shared_quota import CONFIG_SECTION, REDIS_URL_OPTION, SharedWindow, safe_url
 from airflow_provider_sheets.model.quota import WINDOW, SlidingWindow
 
 log = logging.getLogger(__name__)
@@ -28,18 +31,34 @@ SLACK = 0.05
 
 
 class ReadPacer:
-    """Waits, before each request, until it fits in the sliding window of :attr:`budget` requests a minute."""
+    """
+    Waits, before each request, until it fits in the sliding window of :attr:`budget` requests a
+    minute: this process's own, or with ``shared`` the fleet's, kept in Redis
+    (:mod:`~airflow_provider_sheets.hooks.shared_quota`).
+    """
 
-    def __init__(self, budget: int, window: float = WINDOW) -> None:
+    def __init__(self, budget: int, window: float = WINDOW, shared: SharedWindow | None = None) -> None:
         self.window = SlidingWindow(budget, window * (1 + MARGIN) + SLACK)
         self.lock = threading.Lock()
+        self.shared = shared
+        if shared is not None:
+            shared.window = self.window.window
 
     @property
     def budget(self) -> int:
         return self.window.budget
 
+    @budget.setter
+    def budget(self, budget: int) -> None:
+        with self.lock:
+            self.window.budget = budget
+            if self.shared is not None:
+                self.shared.budget = budget
+
     def acquire(self, logger: Any = None) -> float:
         """Take one request of the budget, waiting as long as it takes; return the seconds waited."""
+        if self.shared is not None:
+            return self._acquire_shared(self.shared, logger)
         waited = 0.0
         with self.lock:
             delay = self.window.delay(time.monotonic())
@@ -58,6 +77,40 @@ class ReadPacer:
             self.window.record(time.monotonic())
         return waited
 
+    def _acquire_shared(self, shared: SharedWindow, logger: Any) -> float:
+        waited, logged = 0.0, False
+        while True:
+            try:
+                take = shared.take()
+            except SheetsQuotaError as err:
+                raise with_fix(
+                    err,
+                    f"Start that Redis (or correct the URL), or empty {CONFIG_SECTION}.{REDIS_URL_OPTION} "
+                    "so that each task paces its own requests; the watermark was not moved.",
+                ) from None
+            if take.wait <= 0:
+                return waited
+            if take.wait >= LOG_WAITS_FROM and not logged:
+                (logger or log).info(
+                    "Waiting %.1f s for the fleet's Sheets read quota: %s requests of %s in the last %.0f s, "
+                    "budget %s (every worker, in %s).",
+                    take.wait,
+                    take.used,
+                    shared.principal,
+                    shared.window,
+                    shared.budget,
+                    safe_url(shared.url),
+                )
+                logged = True
+            time.sleep(take.wait)
+            waited += take.wait
+
+    def after_fork(self) -> None:
+        """In a forked child: locks of its own (the parent's threads may have held them); Redis reconnects."""
+        self.lock = threading.Lock()
+        if self.shared is not None:
+            self.shared.after_fork()
+
     def times(self) -> list[float]:
         """The requests counted (``time.monotonic()``, the same clock in a forked child)."""
         with self.lock:
@@ -73,16 +126,18 @@ _pacers: dict[str, ReadPacer] = {}
 _registry_lock = threading.Lock()
 
 
-def pacer(conn_id: str, budget: int) -> ReadPacer:
+def pacer(conn_id: str, budget: int, shared: Callable[[], SharedWindow | None] = lambda: None) -> ReadPacer:
     """
     The process's pacer for the connection ``conn_id``; when callers ask different budgets, the
     smallest holds (none of them is exceeded).
+
+    :param shared: makes the fleet's window when the process has no pacer for ``conn_id`` yet
+        (``None``: this process paces itself).
     """
     with _registry_lock:
         found = _pacers.get(conn_id)
         if found is None:
-            found = _pacers[conn_id] = ReadPacer(budget, WINDOW)
+            found = _pacers[conn_id] = ReadPacer(budget, WINDOW, shared())
         elif budget < found.budget:
-            with found.lock:
-                found.window.budget = budget
+            found.budget = budget
         return found

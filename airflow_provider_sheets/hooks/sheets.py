@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, Protocol, TypeVar
 
 from airflow.providers.google.common.hooks.base_google import get_field
@@ -18,8 +18,10 @@ from airflow.providers.google.suite.hooks.sheets import GSheetsHook
 
 from airflow_provider_sheets.errors import SheetNotFoundError, SheetsAccessError
 from airflow_provider_sheets.hooks.quota import DEFAULT_QUOTA_PER_MINUTE, ReadPacer, pacer
+from airflow_provider_sheets.hooks.shared_quota import SharedWindow, configured_url
 from airflow_provider_sheets.model.a1 import A1Range
 from airflow_provider_sheets.model.catalogue import Tab
+from airflow_provider_sheets.model.quota import WINDOW
 from airflow_provider_sheets.model.sheet import Page, SheetInfo
 from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE, as_int
 
@@ -233,7 +235,14 @@ class SheetsReader:
             extra = get_field(self.hook.extras, "sheets_quota_per_minute")
             name = f"the sheets_quota_per_minute extra of connection {self.gcp_conn_id!r}"
             budget = DEFAULT_QUOTA_PER_MINUTE if extra in (None, "") else as_int(name, extra, minimum=0)
-        return pacer(self.gcp_conn_id, budget) if budget > 0 else None
+        return pacer(self.gcp_conn_id, budget, partial(self._shared_window, budget)) if budget > 0 else None
+
+    def _shared_window(self, budget: int) -> SharedWindow | None:
+        """The fleet's window if ``[sheets_to_kafka] quota_redis_url`` is set: per service account, else connection."""
+        url = configured_url()
+        if not url:
+            return None
+        return SharedWindow(url, self._account() or f"connection:{self.gcp_conn_id}", budget, WINDOW)
 
     def _call(self, what: str, spreadsheet_id: str, request: Callable[..., Any], /, **kwargs: Any) -> Any:
         """

@@ -12,15 +12,11 @@ from airflow_provider_sheets import accel
 from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, forms_rows
 from airflow_provider_sheets.devkit.sheets_server import SheetsServer
 from airflow_provider_sheets.errors import SheetsQuotaError
-from airflow_provider_sheets.hooks import quota
 from airflow_provider_sheets.hooks.sheets import SheetsConnection
 from airflow_provider_sheets.model.loop import LoopOptions
 from airflow_provider_sheets.model.quota import SlidingWindow
 from airflow_provider_sheets.pipeline.tab import mapper_for
-
-#: a short quota period, so that a test waits seconds, not minutes
-WINDOW = 2.0
-BUDGET = 4
+from tests.unit.hooks.conftest import BUDGET, WINDOW
 
 
 @pytest.mark.parametrize(
@@ -56,21 +52,6 @@ def test_a_budget_is_at_least_one_request(budget):
         SlidingWindow(budget)
 
 
-@pytest.fixture
-def server(monkeypatch):
-    """A server enforcing BUDGET reads per WINDOW seconds, and a connection of this test's own."""
-    monkeypatch.setattr(quota, "WINDOW", WINDOW)
-    conn_id = f"google_{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{conn_id.upper()}",
-        json.dumps({"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "num_retries": 0}}),
-    )
-    with SheetsServer() as running:
-        running.conn_id = conn_id
-        running.set_read_quota(BUDGET, WINDOW)
-        yield running
-
-
 def _tab(server: SheetsServer, rows: int) -> str:
     spreadsheet_id = f"quota-{uuid.uuid4().hex[:8]}"
     # the grid ends with the data (as a Forms responses tab's does): no empty pages to read
@@ -86,49 +67,49 @@ def _busiest_window(times: list[float]) -> int:
     return max(sum(1 for t in times if start <= t < start + WINDOW) for start in times)
 
 
-def test_a_paced_read_larger_than_the_quota_gets_no_429_and_takes_the_quota_floor(server, caplog):
-    spreadsheet_id = _tab(server, 20)
-    reader = _reader(server, BUDGET)
+def test_a_paced_read_larger_than_the_quota_gets_no_429_and_takes_the_quota_floor(quota_server, caplog):
+    spreadsheet_id = _tab(quota_server, 20)
+    reader = _reader(quota_server, BUDGET)
     started = time.monotonic()
     info = reader.describe(spreadsheet_id)
     header, pages = reader.read(info, 1, page_size=2)  # 1 describe + 10 pages of 2 rows (+ the header)
     rows = sum(len(page.rows) for page in pages)
     elapsed = time.monotonic() - started
     assert (header, rows) == (FORMS_HEADER, 20)
-    assert server.quota_rejections == 0
-    assert len(server.read_times) == reader.requests == 11
-    assert _busiest_window(server.read_times) <= BUDGET
+    assert quota_server.quota_rejections == 0
+    assert len(quota_server.read_times) == reader.requests == 11
+    assert _busiest_window(quota_server.read_times) <= BUDGET
     floor = (reader.requests - BUDGET) / BUDGET * WINDOW  # the requests past the first budget, at its pace
     assert elapsed >= floor * 0.9
     assert "for Sheets read quota" in caplog.text
 
 
-def test_without_pacing_the_same_read_meets_the_quota(server):
+def test_without_pacing_the_same_read_meets_the_quota(quota_server):
     """The server really enforces it: the read fails with Google's 429 once the client retries are spent."""
-    spreadsheet_id = _tab(server, 20)
-    reader = _reader(server, 0)
+    spreadsheet_id = _tab(quota_server, 20)
+    reader = _reader(quota_server, 0)
     info = reader.describe(spreadsheet_id)
     _, pages = reader.read(info, 1, page_size=2)
     with pytest.raises(SheetsQuotaError, match="quota exhausted"):
         list(pages)
-    assert server.quota_rejections >= 1
+    assert quota_server.quota_rejections >= 1
 
 
-def test_readers_of_one_connection_share_the_budget(server):
-    spreadsheet_id = _tab(server, 2)
-    first, second = _reader(server, BUDGET), _reader(server, BUDGET)
+def test_readers_of_one_connection_share_the_budget(quota_server):
+    spreadsheet_id = _tab(quota_server, 2)
+    first, second = _reader(quota_server, BUDGET), _reader(quota_server, BUDGET)
     assert first.pacer is second.pacer
     for _ in range(3):
         first.describe(spreadsheet_id)
         second.describe(spreadsheet_id)
-    assert server.quota_rejections == 0
-    assert _busiest_window(server.read_times) <= BUDGET
+    assert quota_server.quota_rejections == 0
+    assert _busiest_window(quota_server.read_times) <= BUDGET
 
 
 @pytest.mark.skipif(not accel.forked.available(), reason="fork is not available on this platform")
-def test_a_forked_readers_requests_count_against_the_task_processs_budget(server):
-    spreadsheet_id = _tab(server, 8)
-    reader = _reader(server, BUDGET)
+def test_a_forked_readers_requests_count_against_the_task_processs_budget(quota_server):
+    spreadsheet_id = _tab(quota_server, 8)
+    reader = _reader(quota_server, BUDGET)
     info = reader.describe(spreadsheet_id)
     header, pages = reader.read(info, 1, page_size=2)
     mapper = mapper_for(header, 1, info, None, "header_row")
@@ -147,21 +128,21 @@ def test_a_forked_readers_requests_count_against_the_task_processs_budget(server
 
     accel.publish_pages(pages, mapper, Sink(), LoopOptions(), accel.Switches(forked=True), reader)
     assert Sink.rows == 8
-    assert len(reader.pacer.times()) == reader.requests == len(server.read_times) == 5
-    assert server.quota_rejections == 0
+    assert len(reader.pacer.times()) == reader.requests == len(quota_server.read_times) == 5
+    assert quota_server.quota_rejections == 0
 
 
-def test_a_429_with_retry_after_is_waited_out_and_the_wait_logged(server, caplog):
+def test_a_429_with_retry_after_is_waited_out_and_the_wait_logged(quota_server, caplog):
     """Unpaced, on a server that says Retry-After: each refusal is waited out as it asks, and the read completes."""
-    server.set_read_quota(BUDGET, WINDOW, retry_after=True)
-    spreadsheet_id = _tab(server, 20)
-    reader = _reader(server, 0)
+    quota_server.set_read_quota(BUDGET, WINDOW, retry_after=True)
+    spreadsheet_id = _tab(quota_server, 20)
+    reader = _reader(quota_server, 0)
     info = reader.describe(spreadsheet_id)
     _, pages = reader.read(info, 1, page_size=4)  # 1 describe + 5 pages: one refusal at least
     assert sum(len(page.rows) for page in pages) == 20
-    assert server.quota_rejections >= 1
+    assert quota_server.quota_rejections >= 1
     waits = [r.getMessage() for r in caplog.records if "with Retry-After: waiting" in r.getMessage()]
-    assert len(waits) == server.quota_rejections
+    assert len(waits) == quota_server.quota_rejections
     assert all("attempt 1 of 3" in w or "attempt 2 of 3" in w for w in waits)
 
 
