@@ -76,6 +76,7 @@ def get_provider_info() -> dict:
                         "type": "string",
                         "example": "redis://redis:6379/1",
                         "default": "",
+                        "sensitive": True,
                     },
                 },
             }

@@ -102,7 +102,7 @@ class SheetsAccessError(SheetsToKafkaError):
 
 
 class SheetsQuotaError(SheetsAccessError):
-    """Google answered 429 ``RESOURCE_EXHAUSTED`` even after retries."""
+    """Google answered 429 ``RESOURCE_EXHAUSTED`` even after retries, or the fleet's shared quota could not be taken."""
 
 
 class KafkaPublishError(SheetsToKafkaError):

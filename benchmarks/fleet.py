@@ -64,19 +64,6 @@ def _prepare_environment(home: Path) -> None:
     sys.path.insert(0, str(REPO))
 
 
-def _postgres_database() -> str:
-    import psycopg2
-
-    host, port = os.environ.get("SHEETS_PG_HOST", "127.0.0.1"), int(os.environ.get("SHEETS_PG_PORT", "55432"))
-    name = f"sheets_fleet_bench_{uuid.uuid4().hex[:8]}"
-    conn = psycopg2.connect(host=host, port=port, user="postgres", dbname="postgres", connect_timeout=5)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return f"postgresql+psycopg2://postgres@{host}:{port}/{name}"
-
-
 def _fleet(sheets_server: Any, broker: Any, tabs: int, rows: int) -> list[dict[str, Any]]:
     """``tabs`` tabs of ``rows`` rows in spreadsheets of ten, and the catalogue: one ``"*"`` entry each."""
     from airflow_provider_sheets.devkit.sample import FORMS_HEADER, forms_rows
@@ -178,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="sheets-fleet-bench-"))
     _prepare_environment(work / "airflow")
+    from airflow_provider_sheets.devkit import postgres
     from airflow_provider_sheets.devkit.broker import make_broker
     from airflow_provider_sheets.devkit.redis_server import RedisServer
     from airflow_provider_sheets.devkit.sheets_server import SheetsServer
@@ -187,13 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     broker = make_broker(args.broker, log_path=work / "broker.log", **kwargs).start()
     redis = RedisServer(log_path=work / "redis.log").start()
     results = []
+    database = f"sheets_fleet_bench_{uuid.uuid4().hex[:8]}"
+    postgres.admin(f'CREATE DATABASE "{database}"')
     try:
         with SheetsServer() as sheets_server:
             airflow = CeleryAirflow(
                 work,
                 broker.bootstrap_servers,
                 sheets_server.url,
-                _postgres_database(),
+                postgres.url(database),
                 f"redis://{redis.host}:{redis.port}",
                 args.quota,
             )
@@ -208,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         redis.stop()
         broker.stop()
+        postgres.admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "fleet.json").write_text(json.dumps({"broker": broker.version, "results": results}, indent=2))
     table = _markdown(results, broker.version)

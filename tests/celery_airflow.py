@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from airflow_provider_sheets.devkit.broker import free_port
 from tests.airflow_server import AirflowServer, server_env
@@ -32,6 +32,15 @@ from tests.airflow_server import AirflowServer, server_env
 WORKERS = ("w1", "w2")
 #: task processes per worker
 CONCURRENCY = 2
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants (gone ones left out)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def worker_hostname() -> str:
@@ -105,7 +114,7 @@ class CeleryAirflow(AirflowServer):
         watchdog = (
             f'"$0" -m airflow "$@" & child=$!; '
             f"while kill -0 {os.getpid()} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 2; done; "
-            "kill -KILL 0"
+            "pkill -KILL -s $$"  # the session: task processes lead process groups of their own
         )
         with open(self.log_dir / f"{name}.log", "ab") as log:
             self.groups[name] = subprocess.Popen(
@@ -161,24 +170,34 @@ class CeleryAirflow(AirflowServer):
                 raise AssertionError(f"{name} exited with code {process.returncode}\n{self.log_tail(name=name)}")
 
     def kill_worker(self, name: str) -> None:
-        """SIGKILL a worker's whole process group (the worker, its pool, its task processes): a machine lost."""
+        """
+        SIGKILL a worker's whole process tree, as a machine lost: the worker, its pool, the task
+        supervisors and the task processes (which the Task SDK puts in process groups of their own).
+        """
         process = self.groups[f"worker-{name}"]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        tree = _tree(process.pid)
+        for member in tree:
+            with contextlib.suppress(psutil.Error):
+                member.kill()
+        gone, alive = psutil.wait_procs(tree, timeout=10)
+        assert not alive, f"worker {name}: {alive} outlived SIGKILL"
         process.wait(timeout=10)
 
     def stop(self) -> None:
+        """SIGTERM every process of every component (task processes too), SIGKILL what is left after 20 s."""
         groups, self.groups = self.groups, {}
-        for process in groups.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
+        tree = [member for process in groups.values() for member in _tree(process.pid)]
+        for member in tree:
+            with contextlib.suppress(psutil.Error):
+                member.terminate()
+        _, alive = psutil.wait_procs(tree, timeout=20)
+        for member in alive:
+            with contextlib.suppress(psutil.Error):
+                member.kill()
+        psutil.wait_procs(alive, timeout=10)
         for process in groups.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        for process in groups.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
 
     def log_tail(self, lines: int = 80, name: str | None = None) -> str:
         names = [name] if name else ["scheduler", *(f"worker-{w}" for w in WORKERS)]

@@ -26,9 +26,6 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _HOME = Path(tempfile.mkdtemp(prefix="sheets-airflow-home-"))
 _DB_KIND = os.environ.get("SHEETS_TEST_DB", "sqlite")
 _PG_DB: str | None = None
-# scripts/services.sh starts a cluster of its own there (trust auth, user postgres)
-_PG_HOST = os.environ.get("SHEETS_PG_HOST", "127.0.0.1")
-_PG_PORT = int(os.environ.get("SHEETS_PG_PORT", "55432"))
 
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -46,7 +43,9 @@ os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
 
 if _DB_KIND == "postgres":
     _PG_DB = f"sheets_test_{uuid.uuid4().hex[:10]}"
-    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"postgresql+psycopg2://postgres@{_PG_HOST}:{_PG_PORT}/{_PG_DB}"
+    from airflow_provider_sheets.devkit import postgres as _postgres
+
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = _postgres.url(_PG_DB)
 elif _DB_KIND == "sqlite":
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
 else:
@@ -54,15 +53,9 @@ else:
 
 
 def _postgres_admin(sql: str) -> None:
-    import psycopg2
+    from airflow_provider_sheets.devkit import postgres
 
-    conn = psycopg2.connect(host=_PG_HOST, port=_PG_PORT, user="postgres", dbname="postgres", connect_timeout=5)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
+    postgres.admin(sql)
 
 
 def _broker_kind() -> str:

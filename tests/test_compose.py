@@ -285,8 +285,11 @@ def test_the_celery_variant_runs_every_airflow_service_on_the_celery_executor(ce
     assert {env["AIRFLOW__CELERY__RESULT_BACKEND"] for env in envs.values()} == {
         "db+postgresql://airflow:airflow@postgres/airflow"
     }
+    base = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["services"]
     for name in names:
         assert celery_services[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
+        kept = set(base[name].get("depends_on") or {})
+        assert kept <= set(celery_services[name]["depends_on"]), f"{name}: the base file's depends_on are kept"
 
 
 def test_the_celery_workers_run_what_the_scheduler_would(celery_services: dict) -> None:
@@ -299,6 +302,7 @@ def test_the_celery_workers_run_what_the_scheduler_would(celery_services: dict) 
         "same settings (JWT secret, DB, connections) as the scheduler"
     )
     assert "inspect ping" in " ".join(worker["healthcheck"]["test"])
+    assert worker["depends_on"]["airflow-api-server"]["condition"] == "service_healthy", "tasks need the Execution API"
     assert "redis-cli" in " ".join(celery_services["redis"]["healthcheck"]["test"])
 
 

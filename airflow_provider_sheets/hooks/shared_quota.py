@@ -20,12 +20,13 @@ minute after can exceed the budget once, which Google answers with 429s that the
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow_provider_sheets.errors import SheetsQuotaError
+from airflow_provider_sheets.errors import SheetsConfigError, SheetsQuotaError
 
 #: the Airflow setting that names the Redis of the shared budget (empty: each process paces itself)
 CONFIG_SECTION, REDIS_URL_OPTION = "sheets_to_kafka", "quota_redis_url"
@@ -64,13 +65,12 @@ def configured_url() -> str:
 
 
 def safe_url(url: str) -> str:
-    """``url`` without its password, for logs and errors."""
+    """``url`` without its password (before the host, or a ``password=`` query parameter), for logs and errors."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        user, _, host = parts.netloc.rpartition("@")
+        url = urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
 
 
 @dataclass
@@ -106,7 +106,13 @@ class SharedWindow:
     def _connect(self) -> Any:
         """A client of this process's own (a forked child must not share its parent's socket)."""
         if self._client is None or self._pid != os.getpid():
-            import redis
+            try:
+                import redis
+            except ImportError:
+                raise SheetsConfigError(
+                    f"{CONFIG_SECTION}.{REDIS_URL_OPTION} is set but the redis package is not installed: "
+                    "pip install 'airflow-provider-sheets[fleet]' on every worker, or empty the setting."
+                ) from None
 
             self._client = redis.Redis.from_url(self.url, socket_timeout=10, socket_connect_timeout=5)
             self._script = self._client.register_script(SCRIPT)
@@ -122,15 +128,17 @@ class SharedWindow:
 
         :param now: the time in seconds (tests compare with the reference window); default Redis's clock.
         """
-        import redis
+        with self._lock:
+            script = self._connect()  # first: says what to install when redis is missing
+        from redis import RedisError
 
         args: list[Any] = [self.budget, round(self.window * 1e6), os.urandom(12).hex()]
         if now is not None:
             args.append(round(now * 1e6))
         try:
             with self._lock:
-                wait, used = self._connect()(keys=[self.key], args=args)
-        except redis.RedisError as err:
+                wait, used = script(keys=[self.key], args=args)
+        except RedisError as err:
             raise SheetsQuotaError(
                 f"The fleet's Sheets read quota could not be taken: Redis at {safe_url(self.url)} "
                 f"({CONFIG_SECTION}.{REDIS_URL_OPTION}) answered {type(err).__name__}: {err}. Nothing was read."

@@ -242,7 +242,13 @@ class SheetsReader:
         url = configured_url()
         if not url:
             return None
-        return SharedWindow(url, self._account() or f"connection:{self.gcp_conn_id}", budget, WINDOW)
+        account = self._account()
+        if account is None:
+            log.info(
+                "The fleet's Sheets read quota counts per connection (%s): its credentials name no service account.",
+                self.gcp_conn_id,
+            )
+        return SharedWindow(url, account or f"connection:{self.gcp_conn_id}", budget, WINDOW)
 
     def _call(self, what: str, spreadsheet_id: str, request: Callable[..., Any], /, **kwargs: Any) -> Any:
         """

