@@ -16,6 +16,8 @@ from airflow_provider_sheets.model.checks import DRIFT_POLICIES
 from airflow_provider_sheets.model.formats import KEY_FORMATS, VALUE_FORMATS
 from airflow_provider_sheets.model.sheet import RENDER_OPTIONS
 
+#: the provider's section of Airflow's configuration (``[sheets_to_kafka]``, ``AIRFLOW__SHEETS_TO_KAFKA__…``)
+CONFIG_SECTION = "sheets_to_kafka"
 AT_LEAST_ONCE = "at_least_once"
 EXACTLY_ONCE = "exactly_once"
 DELIVERIES = (AT_LEAST_ONCE, EXACTLY_ONCE)

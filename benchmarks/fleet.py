@@ -90,11 +90,9 @@ def _seconds(start: str | None, end: str | None) -> float | None:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
-def _busiest_minute(times: list[float]) -> int:
-    return max((sum(1 for t in times if s <= t < s + 60.0) for s in times), default=0)
-
-
 def _run_once(airflow: Any, sheets_server: Any, broker: Any, tabs: int, rows: int, quota: int) -> dict[str, Any]:
+    from airflow_provider_sheets.devkit.sheets_server import busiest_window
+
     catalogue = _fleet(sheets_server, broker, tabs, rows)
     airflow.set_variable("sheets_catalogue", json.dumps(catalogue))
     sheets_server.set_read_quota(quota, 60.0)
@@ -125,7 +123,7 @@ def _run_once(airflow: Any, sheets_server: Any, broker: Any, tabs: int, rows: in
         "rows_per_s": round(tabs * rows / wall, 1) if wall else None,
         "sheets_reads": len(reads),
         "reads_per_min": round(len(reads) / wall * 60, 1) if wall else None,
-        "busiest_minute": _busiest_minute(reads),
+        "busiest_minute": busiest_window(reads, 60.0),
         "quota_per_min": quota,
         "rejected_429": rejected,
         "hosts": sorted({ti["hostname"] for ti in publish}),

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_sheets.devkit import postgres as _postgres
+
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -43,19 +45,11 @@ os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
 
 if _DB_KIND == "postgres":
     _PG_DB = f"sheets_test_{uuid.uuid4().hex[:10]}"
-    from airflow_provider_sheets.devkit import postgres as _postgres
-
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = _postgres.url(_PG_DB)
 elif _DB_KIND == "sqlite":
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
 else:
     raise RuntimeError(f"SHEETS_TEST_DB must be 'sqlite' or 'postgres', got {_DB_KIND!r}")
-
-
-def _postgres_admin(sql: str) -> None:
-    from airflow_provider_sheets.devkit import postgres
-
-    postgres.admin(sql)
 
 
 def _broker_kind() -> str:
@@ -97,7 +91,7 @@ def needs_apache_kafka(why: str):
 def airflow_db():
     """A migrated Airflow metadata database for this session."""
     if _PG_DB:
-        _postgres_admin(f'CREATE DATABASE "{_PG_DB}"')
+        _postgres.admin(f'CREATE DATABASE "{_PG_DB}"')
     result = subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"],
         capture_output=True,
@@ -119,7 +113,7 @@ def pytest_sessionfinish(session, exitstatus):
         except Exception:  # noqa: BLE001 - best effort before dropping the database
             pass
         try:
-            _postgres_admin(f'DROP DATABASE IF EXISTS "{_PG_DB}" WITH (FORCE)')
+            _postgres.admin(f'DROP DATABASE IF EXISTS "{_PG_DB}" WITH (FORCE)')
         except Exception as err:  # noqa: BLE001
             print(f"could not drop test database {_PG_DB}: {err}", file=sys.stderr)
     shutil.rmtree(_HOME, ignore_errors=True)

@@ -775,6 +775,11 @@ class Hold:
         self._released.wait(self.timeout)
 
 
+def busiest_window(times: list[float], window: float) -> int:
+    """The most requests of ``times`` (e.g. :attr:`SheetsServer.read_times`) in any ``window`` seconds."""
+    return max((sum(1 for t in times if start <= t < start + window) for start in times), default=0)
+
+
 def _transpose(values: list[list[object]]) -> list[list[object]]:
     width = max((len(cells) for cells in values), default=0)
     return [[cells[i] if i < len(cells) else None for cells in values] for i in range(width)]

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from airflow_provider_sheets.errors import SheetsQuotaError, with_fix
-from airflow_provider_sheets.hooks.shared_quota import CONFIG_SECTION, REDIS_URL_OPTION, SharedWindow, safe_url
+from airflow_provider_sheets.hooks.shared_quota import REDIS_URL_OPTION, SharedWindow, safe_url
 from airflow_provider_sheets.model.quota import WINDOW, SlidingWindow
+from airflow_provider_sheets.settings import CONFIG_SECTION
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +42,10 @@ class ReadPacer:
         self.window = SlidingWindow(budget, window * (1 + MARGIN) + SLACK)
         self.lock = threading.Lock()
         self.shared = shared
-        if shared is not None:
-            shared.window = self.window.window
 
     @property
     def budget(self) -> int:
         return self.window.budget
-
-    @budget.setter
-    def budget(self, budget: int) -> None:
-        with self.lock:
-            self.window.budget = budget
-            if self.shared is not None:
-                self.shared.budget = budget
 
     def acquire(self, logger: Any = None) -> float:
         """Take one request of the budget, waiting as long as it takes; return the seconds waited."""
@@ -81,7 +73,7 @@ class ReadPacer:
         waited, logged = 0.0, False
         while True:
             try:
-                take = shared.take()
+                take = shared.take(self.window.budget, self.window.window)
             except SheetsQuotaError as err:
                 raise with_fix(
                     err,
@@ -97,8 +89,8 @@ class ReadPacer:
                     take.wait,
                     take.used,
                     shared.principal,
-                    shared.window,
-                    shared.budget,
+                    self.window.window,
+                    self.window.budget,
                     safe_url(shared.url),
                 )
                 logged = True
@@ -126,7 +118,7 @@ _pacers: dict[str, ReadPacer] = {}
 _registry_lock = threading.Lock()
 
 
-def pacer(conn_id: str, budget: int, shared: Callable[[], SharedWindow | None] = lambda: None) -> ReadPacer:
+def pacer(conn_id: str, budget: int, shared: Callable[[], SharedWindow | None] | None = None) -> ReadPacer:
     """
     The process's pacer for the connection ``conn_id``; when callers ask different budgets, the
     smallest holds (none of them is exceeded).
@@ -137,7 +129,8 @@ def pacer(conn_id: str, budget: int, shared: Callable[[], SharedWindow | None] =
     with _registry_lock:
         found = _pacers.get(conn_id)
         if found is None:
-            found = _pacers[conn_id] = ReadPacer(budget, WINDOW, shared())
+            found = _pacers[conn_id] = ReadPacer(budget, WINDOW, shared() if shared else None)
         elif budget < found.budget:
-            found.budget = budget
+            with found.lock:
+                found.window.budget = budget
         return found

@@ -27,9 +27,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_sheets.errors import SheetsConfigError, SheetsQuotaError
+from airflow_provider_sheets.settings import CONFIG_SECTION
 
 #: the Airflow setting that names the Redis of the shared budget (empty: each process paces itself)
-CONFIG_SECTION, REDIS_URL_OPTION = "sheets_to_kafka", "quota_redis_url"
+REDIS_URL_OPTION = "quota_redis_url"
 #: Redis keys: ``<prefix><principal>``, a sorted set of request ids scored by the time they were counted
 KEY_PREFIX = "sheets-to-kafka:read-quota:"
 
@@ -83,21 +84,16 @@ class Take:
 
 class SharedWindow:
     """
-    The window of one principal in Redis.
+    The window of one principal in Redis (its budget and length are the caller's, per request).
 
     :param url: a ``redis://`` (or ``rediss://``, ``unix://``) URL.
     :param principal: whose quota it is (Google counts per user or service account).
-    :param budget: requests allowed in any ``window`` seconds.
     """
 
-    def __init__(self, url: str, principal: str, budget: int, window: float) -> None:
-        if budget < 1:
-            raise ValueError(f"a read budget must be at least 1 request, got {budget}")
+    def __init__(self, url: str, principal: str) -> None:
         self.url = url
         self.principal = principal
         self.key = KEY_PREFIX + principal
-        self.budget = budget
-        self.window = window
         self._client: Any = None
         self._script: Any = None
         self._pid = 0
@@ -122,25 +118,24 @@ class SharedWindow:
     def after_fork(self) -> None:
         self._lock = threading.Lock()
 
-    def take(self, now: float | None = None) -> Take:
+    def take(self, budget: int, window: float, now: float | None = None) -> Take:
         """
-        Count one request if it fits, else say how long until it would.
+        Count one request if it fits in ``budget`` requests a ``window`` seconds, else say how long until it would.
 
         :param now: the time in seconds (tests compare with the reference window); default Redis's clock.
         """
-        with self._lock:
-            script = self._connect()  # first: says what to install when redis is missing
-        from redis import RedisError
-
-        args: list[Any] = [self.budget, round(self.window * 1e6), os.urandom(12).hex()]
+        args: list[Any] = [budget, round(window * 1e6), os.urandom(12).hex()]
         if now is not None:
             args.append(round(now * 1e6))
-        try:
-            with self._lock:
+        with self._lock:
+            script = self._connect()  # first: says what to install when redis is missing
+            from redis import RedisError
+
+            try:
                 wait, used = script(keys=[self.key], args=args)
-        except RedisError as err:
-            raise SheetsQuotaError(
-                f"The fleet's Sheets read quota could not be taken: Redis at {safe_url(self.url)} "
-                f"({CONFIG_SECTION}.{REDIS_URL_OPTION}) answered {type(err).__name__}: {err}. Nothing was read."
-            ) from None
+            except RedisError as err:
+                raise SheetsQuotaError(
+                    f"The fleet's Sheets read quota could not be taken: Redis at {safe_url(self.url)} "
+                    f"({CONFIG_SECTION}.{REDIS_URL_OPTION}) answered {type(err).__name__}: {err}. Nothing was read."
+                ) from None
         return Take(int(wait) / 1e6, int(used))

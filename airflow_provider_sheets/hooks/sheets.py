@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property, partial
+from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
 from airflow.providers.google.common.hooks.base_google import get_field
@@ -21,7 +21,6 @@ from airflow_provider_sheets.hooks.quota import DEFAULT_QUOTA_PER_MINUTE, ReadPa
 from airflow_provider_sheets.hooks.shared_quota import SharedWindow, configured_url
 from airflow_provider_sheets.model.a1 import A1Range
 from airflow_provider_sheets.model.catalogue import Tab
-from airflow_provider_sheets.model.quota import WINDOW
 from airflow_provider_sheets.model.sheet import Page, SheetInfo
 from airflow_provider_sheets.settings import DEFAULT_PAGE_SIZE, as_int
 
@@ -235,9 +234,9 @@ class SheetsReader:
             extra = get_field(self.hook.extras, "sheets_quota_per_minute")
             name = f"the sheets_quota_per_minute extra of connection {self.gcp_conn_id!r}"
             budget = DEFAULT_QUOTA_PER_MINUTE if extra in (None, "") else as_int(name, extra, minimum=0)
-        return pacer(self.gcp_conn_id, budget, partial(self._shared_window, budget)) if budget > 0 else None
+        return pacer(self.gcp_conn_id, budget, self._shared_window) if budget > 0 else None
 
-    def _shared_window(self, budget: int) -> SharedWindow | None:
+    def _shared_window(self) -> SharedWindow | None:
         """The fleet's window if ``[sheets_to_kafka] quota_redis_url`` is set: per service account, else connection."""
         url = configured_url()
         if not url:
@@ -248,7 +247,7 @@ class SheetsReader:
                 "The fleet's Sheets read quota counts per connection (%s): its credentials name no service account.",
                 self.gcp_conn_id,
             )
-        return SharedWindow(url, account or f"connection:{self.gcp_conn_id}", budget, WINDOW)
+        return SharedWindow(url, account or f"connection:{self.gcp_conn_id}")
 
     def _call(self, what: str, spreadsheet_id: str, request: Callable[..., Any], /, **kwargs: Any) -> Any:
         """

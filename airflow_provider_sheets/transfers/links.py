@@ -14,10 +14,12 @@ from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
 
+from airflow_provider_sheets.settings import CONFIG_SECTION
+
 #: the XCom key a task's link values are kept under
 XCOM_KEY = "sheets_link"
-#: the provider's config section and the Kafka UI option
-CONFIG_SECTION, KAFKA_UI_OPTION = "sheets_to_kafka", "kafka_ui_topic_url"
+#: the Kafka UI option of the provider's config section
+KAFKA_UI_OPTION = "kafka_ui_topic_url"
 
 
 def sheet_url(spreadsheet_id: str, sheet_id: int | None = None) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_sheets.devkit import postgres
+from airflow_provider_sheets.devkit.sheets_server import busiest_window
 from airflow_provider_sheets.model.position import default_watermark_key
 from tests.celery_airflow import WORKERS, CeleryAirflow
 from tests.conftest import require_or_skip
@@ -150,10 +151,6 @@ def _running_task(airflow: CeleryAirflow, run_id: str, map_index: int, timeout: 
     raise AssertionError(f"task publish[{map_index}] did not show its worker\n{airflow.log_tail()}")
 
 
-def _busiest_minute(times: list[float], window: float = 60.0) -> int:
-    return max((sum(1 for t in times if start <= t < start + window) for start in times), default=0)
-
-
 def _report(request, line: str) -> None:
     """One line in the run's log, past pytest's capture."""
     with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
@@ -200,7 +197,7 @@ def test_the_fleet_dag_on_two_celery_workers_keeps_the_quota_and_survives_a_kill
     # the quota: never more than QUOTA reads in a minute at the Sheets server, none refused
     _report(
         request,
-        f"celery fleet: {len(fleet.tabs)} tabs, {len(reads)} Sheets reads, busiest minute {_busiest_minute(reads)}"
+        f"celery fleet: {len(fleet.tabs)} tabs, {len(reads)} Sheets reads, busiest minute {busiest_window(reads, 60.0)}"
         f" (quota {QUOTA}), {rejected} refused; {killed} killed, retried on {tries[-1]['hostname']}; run "
         f"{run['start_date']} .. {run['end_date']}",
     )

@@ -10,7 +10,7 @@ import pytest
 
 from airflow_provider_sheets import accel
 from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, forms_rows
-from airflow_provider_sheets.devkit.sheets_server import SheetsServer
+from airflow_provider_sheets.devkit.sheets_server import SheetsServer, busiest_window
 from airflow_provider_sheets.errors import SheetsQuotaError
 from airflow_provider_sheets.hooks.sheets import SheetsConnection
 from airflow_provider_sheets.model.loop import LoopOptions
@@ -63,10 +63,6 @@ def _reader(server: SheetsServer, budget: int | None):
     return accel.reader(SheetsConnection(server.conn_id, server.url, sheets_quota_per_minute=budget))
 
 
-def _busiest_window(times: list[float]) -> int:
-    return max(sum(1 for t in times if start <= t < start + WINDOW) for start in times)
-
-
 def test_a_paced_read_larger_than_the_quota_gets_no_429_and_takes_the_quota_floor(quota_server, caplog):
     spreadsheet_id = _tab(quota_server, 20)
     reader = _reader(quota_server, BUDGET)
@@ -78,7 +74,7 @@ def test_a_paced_read_larger_than_the_quota_gets_no_429_and_takes_the_quota_floo
     assert (header, rows) == (FORMS_HEADER, 20)
     assert quota_server.quota_rejections == 0
     assert len(quota_server.read_times) == reader.requests == 11
-    assert _busiest_window(quota_server.read_times) <= BUDGET
+    assert busiest_window(quota_server.read_times, WINDOW) <= BUDGET
     floor = (reader.requests - BUDGET) / BUDGET * WINDOW  # the requests past the first budget, at its pace
     assert elapsed >= floor * 0.9
     assert "for Sheets read quota" in caplog.text
@@ -103,7 +99,7 @@ def test_readers_of_one_connection_share_the_budget(quota_server):
         first.describe(spreadsheet_id)
         second.describe(spreadsheet_id)
     assert quota_server.quota_rejections == 0
-    assert _busiest_window(quota_server.read_times) <= BUDGET
+    assert busiest_window(quota_server.read_times, WINDOW) <= BUDGET
 
 
 @pytest.mark.skipif(not accel.forked.available(), reason="fork is not available on this platform")

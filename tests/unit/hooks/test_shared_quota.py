@@ -33,29 +33,29 @@ QUOTA_ENV = "AIRFLOW__SHEETS_TO_KAFKA__QUOTA_REDIS_URL"
 )
 def test_the_redis_window_decides_as_the_reference_window(redis_server, arrivals):
     reference = SlidingWindow(BUDGET, WINDOW)
-    shared = SharedWindow(redis_server.url(), f"parity-{uuid.uuid4().hex[:8]}", BUDGET, WINDOW)
+    shared = SharedWindow(redis_server.url(), f"parity-{uuid.uuid4().hex[:8]}")
     base = 1_000_000.0  # seconds: a time far from 0, as Redis's clock is
     for now in arrivals:
         expected = reference.delay(base + now)
         if expected == 0:
             reference.record(base + now)
-        got = shared.take(base + now)
+        got = shared.take(BUDGET, WINDOW, base + now)
         assert got.wait == pytest.approx(expected, abs=2e-6), f"at {now}"
         assert got.used == reference.used(base + now)
 
 
 def test_principals_have_windows_of_their_own(redis_server):
-    first, second = (SharedWindow(redis_server.url(), f"p-{uuid.uuid4().hex[:8]}", 1, WINDOW) for _ in range(2))
-    assert first.take().wait == 0
-    assert first.take().wait > 0
-    assert second.take().wait == 0
+    first, second = (SharedWindow(redis_server.url(), f"p-{uuid.uuid4().hex[:8]}") for _ in range(2))
+    assert first.take(1, WINDOW).wait == 0
+    assert first.take(1, WINDOW).wait > 0
+    assert second.take(1, WINDOW).wait == 0
 
 
 def test_an_unreachable_redis_is_an_error_that_says_what_to_do(monkeypatch):
     from airflow_provider_sheets.devkit.broker_process import free_port
 
     url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
-    pacer = quota.ReadPacer(BUDGET, WINDOW, SharedWindow(url, "p", BUDGET, WINDOW))
+    pacer = quota.ReadPacer(BUDGET, WINDOW, SharedWindow(url, "p"))
     with pytest.raises(SheetsQuotaError) as caught:
         pacer.acquire()
     message = str(caught.value)
@@ -139,7 +139,7 @@ def test_task_processes_pacing_themselves_exceed_the_budget_together(quota_serve
 
 
 def test_a_request_that_waits_for_the_fleets_quota_says_so(redis_server, caplog):
-    shared = SharedWindow(redis_server.url(), f"log-{uuid.uuid4().hex[:8]}", 2, WINDOW)
+    shared = SharedWindow(redis_server.url(), f"log-{uuid.uuid4().hex[:8]}")
     pacer = quota.ReadPacer(2, WINDOW, shared)
     waits = [pacer.acquire() for _ in range(3)]
     assert waits[:2] == [0.0, 0.0]
