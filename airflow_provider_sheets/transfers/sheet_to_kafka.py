@@ -95,13 +95,12 @@ class SheetToKafkaOperator(BaseOperator):
         ``message.timeout.ms``.
     :param lease_ttl: seconds a watermark lease lasts without renewal (a dead run blocks others at
         most this long).
-    :param lease_settle: when runs claim the lease together, seconds between claiming it and
-        confirming the claim, at the least (a run no other run claims beside goes on without it). The
-        run describes the sheet (when ``watermark_key`` is given; the default key needs the tab's id
-        first), builds the producer and checks the topics meanwhile, so the settle costs the run only
-        what those leave of it; the watermark is read and records produced only after the confirm.
-        Lowering it narrows the guard against overlapping runs (see
-        :mod:`airflow_provider_sheets.model.lease`).
+    :param lease_settle: seconds between claiming the lease and confirming the claim, at the least.
+        The run describes the sheet (when ``watermark_key`` is given; the default key needs the tab's
+        id first), builds the producer and checks the topics meanwhile, so the settle costs the run
+        only what those leave of it; the watermark is read and records produced only after the
+        confirm. Lowering it narrows the guard against overlapping runs (see
+        :mod:`airflow_provider_sheets.adapters.lease`).
     :param lease_wait: seconds to wait for another run's lease before failing with
         ``WatermarkConflictError``, counted from the first claim.
     :param delivery: ``at_least_once`` or ``exactly_once`` (see above).

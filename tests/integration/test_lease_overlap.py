@@ -1,9 +1,7 @@
-"""The watermark lease costs a lone run no settle, overlaps the settle of runs claiming together
-with the describe and topic check, and keeps runs apart.
+"""The watermark lease's settle overlaps the describe and topic check, and still keeps runs apart.
 
-See :mod:`airflow_provider_sheets.adapters.lease`: a run claims the lease, describes the sheet and
-checks the topic, and confirms the claim (at once when no other run claims beside it, else once the
-settle is over) before it reads the watermark or produces.
+See :mod:`airflow_provider_sheets.adapters.lease`: a run claims the lease, describes the sheet and checks the
+topic while the settle elapses, and confirms the claim before it reads the watermark or produces.
 """
 
 from __future__ import annotations
@@ -57,14 +55,18 @@ class Timeline:
         return [name for name, _, _ in sorted(self.events, key=lambda e: e[1])]
 
 
-def _timed_run(monkeypatch, connections, sheets_server, topic, settle, latency, contended):
-    """One run on a 5-row sheet with a Sheets latency, its calls timed; ``contended``: another run
-    passes the lease's door whenever this one reads it back (as when runs start together)."""
+def test_the_settle_runs_while_the_sheet_is_described(connections, sheets_server, broker, topic, monkeypatch):
+    """
+    With a 0.3 s Sheets latency and a 0.5 s settle, the describe happens between the claim and its
+    confirm: the confirm comes at the settle's end (not 0.3 s later), no earlier than 0.5 s after
+    the claim was written, and before the watermark is read or any record produced.
+    """
     from airflow_provider_sheets.adapters.lease import WatermarkLease
     from airflow_provider_sheets.adapters.publisher import Publisher
     from airflow_provider_sheets.adapters.variable_store import WatermarkStore
     from airflow_provider_sheets.hooks.sheets import SheetsReader
 
+    settle, latency = 0.5, 0.3
     sid = _sheet(sheets_server, forms_rows(5))
     kwargs = {
         "spreadsheet_id": sid,
@@ -73,14 +75,9 @@ def _timed_run(monkeypatch, connections, sheets_server, topic, settle, latency, 
         "watermark_key": f"lease-overlap.{sid}",  # known before the describe: claimed first
         "lease_settle": settle,
     }
-    if contended:
-        get = WatermarkLease._get
-        monkeypatch.setattr(
-            WatermarkLease, "_get", lambda self, key: "another-run/1" if key.endswith(".door") else get(self, key)
-        )
     timeline = Timeline(monkeypatch)
     timeline.wrap(WatermarkLease, "claim")
-    timeline.wrap(WatermarkLease, "confirm")
+    timeline.wrap(WatermarkLease, "_survived", "confirm-read")
     timeline.wrap(SheetsReader, "describe")
     timeline.wrap(Publisher, "check_topic")
     timeline.wrap(WatermarkStore, "get", "watermark-read")
@@ -92,48 +89,20 @@ def _timed_run(monkeypatch, connections, sheets_server, topic, settle, latency, 
         sheets_server.latency = 0.0
     assert result.state == "success"
     assert result.summary["rows_published"] == 5
+
     order = timeline.labels()
-    first = {label: order.index(label) for label in ("claim", "describe", "check_topic", "confirm")}
-    assert first["claim"] < first["describe"] < first["check_topic"] < first["confirm"], order
-    assert order.index("confirm") < order.index("watermark-read") < order.index("produce"), order
-    # (the door another run passed is that run's to clear)
-    for suffix in ("lease", "lease.holder") + (() if contended else ("lease.door",)):
-        assert get_variable(f"lease-overlap.{sid}.{suffix}") is None, f"the {suffix} Variable is left behind"
-    return timeline
+    first = {label: order.index(label) for label in ("claim", "describe", "check_topic", "confirm-read")}
+    assert first["claim"] < first["describe"] < first["check_topic"] < first["confirm-read"], order
+    assert order.index("confirm-read") < order.index("watermark-read") < order.index("produce"), order
 
-
-def test_a_run_no_other_run_claims_beside_goes_on_without_the_settle(
-    connections, sheets_server, broker, topic, monkeypatch
-):
-    """
-    Alone on its watermark, a run confirms the lease as soon as the topic is checked: no settle
-    (0.5 s), only the Variable requests of the claim (real Airflow Variables in the metadata DB).
-    """
-    timeline = _timed_run(monkeypatch, connections, sheets_server, topic, settle=0.5, latency=0.0, contended=False)
-    claim_start, claim_end = timeline.first("claim")
-    confirm_start, confirm_end = timeline.first("confirm")
-    assert confirm_end - confirm_start < 0.05, timeline.events
-    assert confirm_end - claim_start < 0.5, "the whole claim, describe and topic check take less than a settle"
-
-
-def test_the_settle_of_runs_claiming_together_runs_while_the_sheet_is_described(
-    connections, sheets_server, broker, topic, monkeypatch
-):
-    """
-    With another run passing the door, a 0.3 s Sheets latency and a 0.5 s settle, the describe
-    happens between the claim and its confirm: the confirm comes at the settle's end (not 0.3 s
-    later), no earlier than 0.5 s after the claim was written, and before the watermark is read or
-    any record produced.
-    """
-    settle, latency = 0.5, 0.3
-    timeline = _timed_run(monkeypatch, connections, sheets_server, topic, settle, latency, contended=True)
     _, claimed = timeline.first("claim")
     describe_start, describe_end = timeline.first("describe")
-    _, confirm_end = timeline.first("confirm")
+    confirm_start, confirm_end = timeline.first("confirm-read")
     assert describe_end - describe_start >= latency
     assert confirm_end - claimed >= settle, "the claim is read back no earlier than the settle's end"
     # in sequence (describe, then claim and settle) this would be >= settle + latency
     assert confirm_end - claimed < settle + latency - 0.1, timeline.events
+    assert get_variable(f"lease-overlap.{sid}.lease") is None, "the lease is released"
 
 
 _RACER = """
@@ -144,27 +113,27 @@ from airflow_provider_sheets.adapters.lease import WatermarkLease
 
 spec = json.loads(sys.argv[1])
 barrier = Path(spec["barrier"])
-_get = WatermarkLease._get
+_read = WatermarkLease._read
 
 
 class FirstRead:
     done = False
 
 
-def read_after_both_read(self, key):
-    # both runs read the claim (free) before either writes its own: the race the lease resolves
-    value = _get(self, key)
-    if key == self.key and not FirstRead.done:
+def read_after_both_read(self):
+    # both runs read the lease (free) before either writes its claim: the race the settle resolves
+    claim = _read(self)
+    if not FirstRead.done:
         FirstRead.done = True
         (barrier / spec["name"]).touch()
         deadline = time.monotonic() + 120
         while len(list(barrier.iterdir())) < 2 and time.monotonic() < deadline:
             time.sleep(0.005)
         time.sleep(spec["write_delay"])
-    return value
+    return claim
 
 
-WatermarkLease._get = read_after_both_read
+WatermarkLease._read = read_after_both_read
 from tests.helpers import run_operator
 
 result = run_operator(dag_id=spec["dag_id"], **spec["kwargs"])
@@ -175,9 +144,8 @@ print("RACER-RESULT " + json.dumps({"state": result.state, "summary": result.sum
 def test_two_runs_that_find_the_lease_free_together_publish_once(connections, sheets_server, broker, topic, tmp_path):
     """
     Two DAGs on one watermark both read the lease free, then claim it 0.15 s apart (inside the
-    0.5 s settle) and describe the sheet. One goes on (the last through the door at once, or, if
-    its claim was too slow for that, the later claim after the settle); the other waits for it,
-    reads the watermark afresh and publishes nothing. Every row is in the topic once.
+    0.5 s settle) and describe the sheet while it settles. The later claim wins; the other run waits
+    for it, reads the watermark afresh and publishes nothing. Every row is in the topic once.
     """
     total = 300
     sid = _sheet(sheets_server, forms_rows(total))
@@ -229,14 +197,12 @@ def test_two_runs_that_find_the_lease_free_together_publish_once(connections, sh
     keys = [m.key for m in consume_all(broker.bootstrap_servers, topic, expected=total, idle=2.0)]
     assert len(keys) == len(set(keys)) == total, f"{len(keys) - len(set(keys))} rows published twice"
 
-    assert {name: result["state"] for name, result in results.items()} == {"first": "success", "last": "success"}
-    (winner,) = (name for name, result in results.items() if result["summary"]["rows_published"] == total)
-    (loser,) = {"first", "last"} - {winner}
-    # (the loser either waited for the winner, or its claim was read back once the winner was done)
-    assert "at once: no other run was claiming it" not in outputs[loser], "both runs took the fast path"
-    assert results[loser]["summary"]["watermark_before"] == total + 1, "and read the watermark afresh"
-    assert results[loser]["summary"]["rows_published"] == 0
+    assert results["last"]["state"] == "success"
+    assert results["last"]["summary"]["rows_published"] == total, "the last claim written wins"
+    assert results["first"]["state"] == "success", outputs["first"][-3000:]
+    assert "Watermark leased by sheets_race_b/" in outputs["first"], "the other run waited for the winner"
+    assert results["first"]["summary"]["watermark_before"] == total + 1, "and read the watermark afresh"
+    assert results["first"]["summary"]["rows_published"] == 0
 
     assert get_variable(key)["last_row"] == total + 1
-    for suffix in ("lease", "lease.holder", "lease.door"):
-        assert get_variable(f"{key}.{suffix}") is None
+    assert get_variable(f"{key}.lease") is None
