@@ -1,55 +1,40 @@
 """
 A lease on one watermark, so that overlapping runs cannot publish the same rows.
 
-Airflow Variables are last-writer-wins with no compare-and-set, so the lease is a claim written
-to the Variable ``<watermark key>.lease`` and confirmed after a settle delay: when two runs claim
-at the same time, both read back the one that was written last, and only that run goes on. The
-other waits (``wait`` seconds, polling) and then fails with :class:`WatermarkConflictError`
-naming the holder. A lease expires ``ttl`` seconds after its last renewal (the holder renews it
-while it runs), so a killed worker blocks others for at most ``ttl``; a retry of the same task in
-the same DAG run takes its own lease over at once.
+Airflow Variables are last-writer-wins with no compare-and-set, so the lease is a protocol of reads
+and writes of two Variables beside the watermark, ``<key>.lease`` (the claim) and
+``<key>.lease.holder`` (the holder record); :mod:`airflow_provider_sheets.model.lease` states it and
+why no two runs go on together. A run writes its claim when the lease is free for it and trusts it
+once it reads back unchanged after a settle: a fifth of ``settle`` (0.1 s by default) when the claim
+returned quickly (in less than 80 % of that, by the run's own clock), the whole ``settle`` when it
+did not, and then only if no other run's holder record is there. Safety does not rest on how fast a
+claim is: a slow one only waits longer. A run that finds the lease held waits (``wait`` seconds,
+polling) and then fails with :class:`WatermarkConflictError` naming the holder. A lease expires
+``ttl`` seconds after its last renewal (the holder renews it while it runs), so a killed worker
+blocks others for at most ``ttl``; a retry of the same task in the same DAG run takes its own lease
+over once it has stood a settle.
 
 Taking the lease is split in two: :meth:`WatermarkLease.claim` reads the lease and, when it is
-free for this run, writes the claim and starts the settle as a *deadline*; the run then does work
-that needs no lease and has no effect on Kafka or on the watermark (describe the sheet, build the
-producer, check the topic) while the settle elapses, and :meth:`WatermarkLease.confirm` waits out
-what is left of it, reads the claim back, and only then may the watermark be read and anything be
-produced. (:meth:`WatermarkLease.acquire` is both at once.) This is as safe as claiming and
-sleeping, because what keeps two runs apart is only this (Fischer's timed mutual exclusion):
-
-* a claim is written only by a run that read the lease free for it (absent, expired, its own);
-* a claim is trusted only if it reads back unchanged at least ``settle`` seconds after it was
-  written (the confirm may come later, never earlier);
-* nothing with an effect happens before the claim is trusted.
-
-Say runs A and B both go on, and A's claim landed first (``w_A < w_B``). A read its own claim back
-at ``c_A >= w_A + settle``, so B's claim landed after that: ``w_B > c_A``. B read the lease free at
-``r_B``; after ``w_A`` it would have found A's fresh claim, so ``r_B < w_A``, and B took more than
-``settle`` from reading the lease to its claim landing. So two runs both go on only if one of them
-takes longer than ``settle`` between its read and its write, exactly as with a plain sleep: work
-done *during* the settle does not shorten the confirm (it only makes it later, which the argument
-allows), and a claim read back after half its ``ttl`` is claimed (and settled) again, so that no
-run trusts a claim that others may already see as expired.
-
-The settle is *not* shortened below its 0.5 s default, though an incremental run spends most of its
-time in it: that bound on a claim's read-to-write time is the guard itself (a GC pause, a loaded
-API server or a slow metadata database stretch it), and a shorter one narrows it for every run on
-every deployment. A run whose own read-to-write time comes near the settle logs a warning, so a
-deployment that lowers ``lease_settle`` sees when it is too low.
+free for this run, writes the claim; the run then does work that needs no lease and has no effect
+on Kafka or on the watermark (describe the sheet, build the producer, check the topic) while the
+settle elapses, and :meth:`WatermarkLease.confirm` waits out what is left of it and reads the claim
+back; only then may the watermark be read and anything be produced. (:meth:`WatermarkLease.acquire`
+is both at once.) The task log says which settle the lease took.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
 import uuid
-from datetime import datetime, timezone
+from typing import Any
 
 from airflow_provider_sheets.errors import WatermarkConflictError
+from airflow_provider_sheets.model.lease import Clock, Delete, Get, LeaseProtocol, Put, Sleep, Steps
 
 log = logging.getLogger(__name__)
+
+DESCRIPTION = "airflow-provider-sheets: lease on a watermark"
 
 
 def _now() -> float:
@@ -58,123 +43,123 @@ def _now() -> float:
 
 class WatermarkLease:
     """
-    :param watermark_key: the watermark Variable's key; the lease lives at ``<key>.lease``.
+    :param watermark_key: the watermark Variable's key; the lease lives at ``<key>.lease`` and
+        ``<key>.lease.holder``.
     :param owner: who claims it, ``<dag_id>/<run_id>/<task_id>``.
     :param ttl: seconds a claim stays valid without renewal.
-    :param settle: seconds from writing a claim to confirming it (at the earliest).
+    :param settle: seconds from writing a claim to confirming it when the claim was slow (a fifth
+        of it when the claim was quick).
     :param wait: seconds to wait for a held lease before failing, from the first :meth:`claim`.
     """
 
     def __init__(
         self, watermark_key: str, owner: str, ttl: float = 600.0, settle: float = 0.5, wait: float = 120.0
     ) -> None:
-        self.key = f"{watermark_key}.lease"
+        self.token = uuid.uuid4().hex
+        self.protocol = LeaseProtocol(watermark_key, owner, self.token, ttl=ttl, settle=settle, wait=wait)
+        self.key = self.protocol.claim_key
         self.owner = owner
         self.ttl = ttl
         self.settle = settle
         self.wait = wait
-        self.token = uuid.uuid4().hex
-        self.held = False
-        #: ``time.monotonic()`` when this run's last claim was written, ``None`` when it wrote none
-        self.claimed_at: float | None = None
-        #: the claim last read (``None``: no lease)
-        self.seen: dict | None = None
-        #: when a run waiting for the lease gives up: ``wait`` seconds after its first claim
-        self._give_up_at = math.inf
 
-    def _read(self) -> dict | None:
+    @property
+    def held(self) -> bool:
+        return self.protocol.held
+
+    @property
+    def late(self) -> bool:
+        """Whether the last claim was too slow for the fast settle (it waits the whole settle)."""
+        return self.protocol.late
+
+    @property
+    def seen(self) -> dict | None:
+        """The record last found in the way (``None``: none)."""
+        return self.protocol.seen
+
+    # -- the Variables and the clock the protocol runs on ---------------------------------------------
+
+    def _get(self, key: str) -> str | None:
         from airflow.sdk import Variable
 
-        text = Variable.get(self.key, default=None)
-        if not text:
-            return None
+        return Variable.get(key, default=None)
+
+    def _put(self, key: str, value: str) -> None:
+        from airflow.sdk import Variable
+
+        Variable.set(key, value, description=DESCRIPTION)
+
+    def _delete(self, key: str) -> None:
+        from airflow.sdk import Variable
+
+        Variable.delete(key)
+
+    def _run(self, steps: Steps) -> Any:
+        """Carry out the protocol's operations on Airflow Variables and this process's clock."""
+        answer: Any = None
         try:
-            claim = json.loads(text)
-        except ValueError:
-            return None
-        return claim if isinstance(claim, dict) else None
+            while True:
+                op = steps.send(answer)
+                answer = None
+                if isinstance(op, Get):
+                    answer = self._get(op.key)
+                elif isinstance(op, Put):
+                    self._put(op.key, op.value)
+                elif isinstance(op, Delete):
+                    self._delete(op.key)
+                elif isinstance(op, Clock):
+                    answer = (time.monotonic(), _now())
+                elif isinstance(op, Sleep):
+                    if op.waiting:
+                        self._log_wait()
+                    time.sleep(op.seconds)
+        except StopIteration as done:
+            return done.value
 
-    def _write(self) -> None:
-        from airflow.sdk import Variable
-
-        expires = _now() + self.ttl
-        claim = {
-            "owner": self.owner,
-            "token": self.token,
-            "expires_at": expires,
-            "expires": datetime.fromtimestamp(expires, timezone.utc).isoformat(timespec="seconds"),
-        }
-        Variable.set(self.key, json.dumps(claim), description="airflow-provider-sheets: lease on a watermark")
-
-    def _free_for_me(self, claim: dict | None) -> bool:
-        return (
-            claim is None
-            or claim.get("token") == self.token
-            or claim.get("owner") == self.owner
-            or float(claim.get("expires_at", 0)) <= _now()
-        )
+    def _log_wait(self) -> None:
+        if self.protocol.slow_holder is not None:
+            log.warning(
+                "Writing the holder record of the lease %r took %.2f s after the claim was read back, more than "
+                "80 %% of lease_settle (%.2f s): a slower claim that landed over this one could miss it, so this run "
+                "claims again. If this repeats, raise lease_settle above 1.25 times a Variable read and write.",
+                self.key,
+                self.protocol.slow_holder,
+                self.settle,
+            )
+            self.protocol.slow_holder = None
+        elif self.seen is not None:
+            log.info("Watermark leased by %s; waiting.", self.seen.get("owner"))
+        else:  # the other run already gave the lease up, or this run's holder record came too late
+            log.info("The claim on %r did not hold; claiming again.", self.key)
 
     def claim(self) -> bool:
         """
-        Write this run's claim if the lease is free for it, and start the settle: a deadline that
-        :meth:`confirm` waits out, not a sleep. Until :meth:`confirm` returns, the caller may only do
-        work that needs no lease and has no effect on Kafka or the watermark.
+        Write this run's claim if the lease is free for it. Until :meth:`confirm` returns, the caller
+        may only do work that needs no lease and has no effect on Kafka or the watermark.
 
         :return: whether a claim was written (``False``: another run holds the lease).
         """
-        if math.isinf(self._give_up_at):
-            self._give_up_at = _now() + self.wait
-        reading = time.monotonic()
-        self.seen = self._read()
-        if not self._free_for_me(self.seen):
-            self.claimed_at = None
-            return False
-        self._write()
-        self.claimed_at = time.monotonic()
-        if self.claimed_at - reading > self.settle / 2:
-            log.warning(
-                "Claiming the lease %r took %.2f s from reading it to writing the claim, more than half of "
-                "lease_settle (%.2f s): two runs starting together are kept apart only while that stays below "
-                "lease_settle; raise it.",
+        written = self._run(self.protocol.claim())
+        if written and self.late:
+            log.info(
+                "Claiming the lease %r took %.2f s from reading it to writing the claim, too long for the fast "
+                "settle (%.2f s): the claim is confirmed after the whole lease_settle (%.2f s).",
                 self.key,
-                self.claimed_at - reading,
+                self.protocol.read_to_write,
+                self.protocol.fast_settle,
                 self.settle,
             )
-        return True
+        return written
 
     def confirm(self) -> None:
         """
-        Finish taking the lease: wait out what is left of the settle and read the claim back; while
-        another run holds it, wait (up to ``wait`` seconds from the first claim) and claim again.
+        Finish taking the lease; while another run holds it, wait (up to ``wait`` seconds from the
+        first claim) and claim again, then raise :class:`WatermarkConflictError` naming the holder.
         """
-        if math.isinf(self._give_up_at):
-            self.claim()
-        while not (self.claimed_at is not None and self._survived()):
-            if _now() >= self._give_up_at:
-                raise self._conflict()
-            log.info("Watermark leased by %s; waiting.", (self.seen or {}).get("owner"))
-            time.sleep(min(2.0, max(0.1, self._give_up_at - _now())))
-            self.claim()
-        self.held = True
-
-    def _survived(self) -> bool:
-        """Whether this run's claim reads back unchanged ``settle`` seconds (or more) after it was written."""
-        while self.claimed_at is not None:
-            claimed_at = self.claimed_at
-            remaining = claimed_at + self.settle - time.monotonic()
-            if remaining > 0:
-                time.sleep(remaining)
-            self.seen = self._read()
-            if self.seen is None or self.seen.get("token") != self.token:
-                return False
-            if time.monotonic() - claimed_at < self.ttl / 2:
-                return True
-            # the work between claim and confirm took half the ttl: others may soon see this claim
-            # as expired, so it is written (and settled) again rather than trusted
-            log.info("The claim on %r is older than half of lease_ttl; claiming it again.", self.key)
-            if not self.claim():
-                return False
-        return False
+        if not self._run(self.protocol.confirm()):
+            raise self._conflict()
+        settle = self.settle if self.late else self.protocol.fast_settle
+        log.info("Took the lease %r after a %.2f s settle.", self.key, settle)
 
     def acquire(self) -> None:
         """Take the lease, waiting up to ``wait`` seconds for another holder: :meth:`claim`, then :meth:`confirm`."""
@@ -186,30 +171,19 @@ class WatermarkLease:
         return WatermarkConflictError(
             f"the watermark is leased by {claim.get('owner', 'another run')} until {claim.get('expires', '?')}; "
             f"this run waited {self.wait:.0f} s. Two runs publishing the same rows would duplicate them, so this "
-            f"one stops without publishing. Retry after that run ends (or delete the Variable {self.key!r} "
-            f"if that run is known to be dead)."
+            f"one stops without publishing. Retry after that run ends (or delete the Variables {self.key!r} and "
+            f"{self.protocol.holder_key!r} if that run is known to be dead)."
         )
 
     def renew(self) -> None:
         """Extend the lease; raise :class:`WatermarkConflictError` if another run took it over."""
-        claim = self._read()
-        if claim is None or claim.get("token") != self.token:
-            self.held = False
+        if not self._run(self.protocol.renew()):
             raise WatermarkConflictError(
-                f"the lease {self.key!r} was taken over by {(claim or {}).get('owner', 'nobody')} while this run "
-                f"was publishing (did it run longer than the lease ttl without renewing?); the watermark is "
+                f"the lease {self.key!r} was taken over by {(self.seen or {}).get('owner', 'nobody')} while this "
+                f"run was publishing (did it run longer than the lease ttl without renewing?); the watermark is "
                 f"left to that run."
             )
-        self._write()
 
     def release(self) -> None:
-        """Give the lease up if this run still holds it, or withdraw its claim if not confirmed yet."""
-        if not self.held and self.claimed_at is None:
-            return
-        from airflow.sdk import Variable
-
-        claim = self._read()
-        if claim is not None and claim.get("token") == self.token:
-            Variable.delete(self.key)
-        self.held = False
-        self.claimed_at = None
+        """Give the lease up if this run holds it, or withdraw a claim that did not go on."""
+        self._run(self.protocol.release())

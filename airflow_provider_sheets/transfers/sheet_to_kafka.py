@@ -95,12 +95,15 @@ class SheetToKafkaOperator(BaseOperator):
         ``message.timeout.ms``.
     :param lease_ttl: seconds a watermark lease lasts without renewal (a dead run blocks others at
         most this long).
-    :param lease_settle: seconds between claiming the lease and confirming the claim, at the least.
-        The run describes the sheet (when ``watermark_key`` is given; the default key needs the tab's
-        id first), builds the producer and checks the topics meanwhile, so the settle costs the run
-        only what those leave of it; the watermark is read and records produced only after the
-        confirm. Lowering it narrows the guard against overlapping runs (see
-        :mod:`airflow_provider_sheets.adapters.lease`).
+    :param lease_settle: seconds between claiming the lease and confirming the claim when the claim
+        was slow; a claim that returned within 80 % of a fifth of it (the fast settle, 0.1 s by
+        default) is confirmed after that fifth. The run describes the sheet (when ``watermark_key`` is
+        given; the default key needs the tab's id first), builds the producer and checks the topics
+        meanwhile, so the settle costs the run only what those leave of it; the watermark is read and
+        records produced only after the confirm. Safety does not depend on it (each run checks its
+        own claim's time, see :mod:`airflow_provider_sheets.model.lease`); raise it when a Variable
+        read and write take more than 80 % of it together (the task log warns), and use the same
+        value for every task on one watermark.
     :param lease_wait: seconds to wait for another run's lease before failing with
         ``WatermarkConflictError``, counted from the first claim.
     :param delivery: ``at_least_once`` or ``exactly_once`` (see above).

@@ -173,6 +173,7 @@ def test_backfill_publishes_each_interval_and_keeps_the_watermark(
     assert {m.headers["airflow.run_type"] for m in messages} == {"backfill"}
     assert airflow_server.get_variable(key) == live, "a backfill moved the live watermark"
     assert airflow_server.get_variable(f"{key}.lease") is None
+    assert airflow_server.get_variable(f"{key}.lease.holder") is None
 
 
 def test_backfill_runs_emit_asset_events_once_the_topic_asset_exists(airflow_server, example_dag, sheets_server, topic):
@@ -331,7 +332,8 @@ def test_overlapping_runs_on_one_watermark(airflow_server, sheets_server, broker
     assert len(keys) == len(set(keys)) == total, f"{len(keys) - len(set(keys))} rows published twice"
     assert sorted(int(k) for k in keys) == list(range(2, total + 2))
     assert watermark(airflow_server, spreadsheet_id, topic)["last_row"] == total + 1
-    assert airflow_server.get_variable(f"{default_watermark_key(spreadsheet_id, 0, topic)}.lease") is None
+    for suffix in ("lease", "lease.holder"):
+        assert airflow_server.get_variable(f"{default_watermark_key(spreadsheet_id, 0, topic)}.{suffix}") is None
 
     outcomes = {}
     for dag_id, run in zip(dags, runs, strict=True):

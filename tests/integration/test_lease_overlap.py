@@ -1,4 +1,5 @@
-"""The watermark lease's settle overlaps the describe and topic check, and still keeps runs apart.
+"""The watermark lease's settle overlaps the describe and topic check, and still keeps runs apart
+(on real Airflow Variables, in separate processes).
 
 See :mod:`airflow_provider_sheets.adapters.lease`: a run claims the lease, describes the sheet and checks the
 topic while the settle elapses, and confirms the claim before it reads the watermark or produces.
@@ -57,27 +58,28 @@ class Timeline:
 
 def test_the_settle_runs_while_the_sheet_is_described(connections, sheets_server, broker, topic, monkeypatch):
     """
-    With a 0.3 s Sheets latency and a 0.5 s settle, the describe happens between the claim and its
-    confirm: the confirm comes at the settle's end (not 0.3 s later), no earlier than 0.5 s after
-    the claim was written, and before the watermark is read or any record produced.
+    With a 0.3 s Sheets latency and a 0.5 s fast settle (``lease_settle`` 2.5 s; a claim on real
+    Variables is quick), the describe happens between the claim and its confirm: the confirm comes
+    at the settle's end (not 0.3 s later), no earlier than 0.5 s after the claim was written, and
+    before the watermark is read or any record produced.
     """
     from airflow_provider_sheets.adapters.lease import WatermarkLease
     from airflow_provider_sheets.adapters.publisher import Publisher
     from airflow_provider_sheets.adapters.variable_store import WatermarkStore
     from airflow_provider_sheets.hooks.sheets import SheetsReader
 
-    settle, latency = 0.5, 0.3
+    settle, latency = 0.5, 0.3  # the fast settle is a fifth of lease_settle
     sid = _sheet(sheets_server, forms_rows(5))
     kwargs = {
         "spreadsheet_id": sid,
         "topic": topic,
         "api_endpoint": connections["api_endpoint"],
         "watermark_key": f"lease-overlap.{sid}",  # known before the describe: claimed first
-        "lease_settle": settle,
+        "lease_settle": 5 * settle,
     }
     timeline = Timeline(monkeypatch)
     timeline.wrap(WatermarkLease, "claim")
-    timeline.wrap(WatermarkLease, "_survived", "confirm-read")
+    timeline.wrap(WatermarkLease, "confirm", "confirm-read")
     timeline.wrap(SheetsReader, "describe")
     timeline.wrap(Publisher, "check_topic")
     timeline.wrap(WatermarkStore, "get", "watermark-read")
@@ -103,6 +105,7 @@ def test_the_settle_runs_while_the_sheet_is_described(connections, sheets_server
     # in sequence (describe, then claim and settle) this would be >= settle + latency
     assert confirm_end - claimed < settle + latency - 0.1, timeline.events
     assert get_variable(f"lease-overlap.{sid}.lease") is None, "the lease is released"
+    assert get_variable(f"lease-overlap.{sid}.lease.holder") is None
 
 
 _RACER = """
@@ -113,27 +116,38 @@ from airflow_provider_sheets.adapters.lease import WatermarkLease
 
 spec = json.loads(sys.argv[1])
 barrier = Path(spec["barrier"])
-_read = WatermarkLease._read
+_get = WatermarkLease._get
 
 
 class FirstRead:
     done = False
 
 
-def read_after_both_read(self):
-    # both runs read the lease (free) before either writes its claim: the race the settle resolves
-    claim = _read(self)
+_claim = WatermarkLease.claim
+
+
+def claim_together(self):
+    # both runs start their first claim together (not counted in its read-to-write time)
     if not FirstRead.done:
-        FirstRead.done = True
         (barrier / spec["name"]).touch()
         deadline = time.monotonic() + 120
         while len(list(barrier.iterdir())) < 2 and time.monotonic() < deadline:
-            time.sleep(0.005)
+            time.sleep(0.002)
+    return _claim(self)
+
+
+def read_then_wait(self, key):
+    # each run writes its claim write_delay after reading it free: the first 0.04 s after, so the
+    # other has read it free by then (the race the settle resolves)
+    text = _get(self, key)
+    if key == self.key and not FirstRead.done:
+        FirstRead.done = True
         time.sleep(spec["write_delay"])
-    return claim
+    return text
 
 
-WatermarkLease._read = read_after_both_read
+WatermarkLease.claim = claim_together
+WatermarkLease._get = read_then_wait
 from tests.helpers import run_operator
 
 result = run_operator(dag_id=spec["dag_id"], **spec["kwargs"])
@@ -141,11 +155,18 @@ print("RACER-RESULT " + json.dumps({"state": result.state, "summary": result.sum
 """
 
 
-def test_two_runs_that_find_the_lease_free_together_publish_once(connections, sheets_server, broker, topic, tmp_path):
+@pytest.mark.parametrize("second", ["quick", "late"])
+def test_two_runs_that_find_the_lease_free_together_publish_once(
+    connections, sheets_server, broker, topic, tmp_path, second
+):
     """
-    Two DAGs on one watermark both read the lease free, then claim it 0.15 s apart (inside the
-    0.5 s settle) and describe the sheet while it settles. The later claim wins; the other run waits
-    for it, reads the watermark afresh and publishes nothing. Every row is in the topic once.
+    Two DAGs on one watermark both read the lease free, then claim it (``lease_settle`` 1 s: a
+    0.2 s fast settle for a claim that returns within 0.16 s of its read) and describe the sheet
+    while it settles. When the second claim comes 0.06 s after the first (*quick*), it lands inside
+    the first one's settle and wins. When it comes 0.5 s after (*late*), the first run has gone on,
+    and the second claim, landed over its claim, waits the whole settle and finds the first run's
+    holder record (or the first run's claim written back over it). Either way the other run waits,
+    reads the watermark afresh and publishes nothing: every row is in the topic once.
     """
     total = 300
     sid = _sheet(sheets_server, forms_rows(total))
@@ -158,10 +179,10 @@ def test_two_runs_that_find_the_lease_free_together_publish_once(connections, sh
         "api_endpoint": connections["api_endpoint"],
         "watermark_key": key,
         "page_size": 100,
-        "lease_settle": 0.5,
+        "lease_settle": 1.0,
         "lease_wait": 120,
     }
-    dags = (("first", "sheets_race_a", 0.0), ("last", "sheets_race_b", 0.15))
+    dags = (("first", "sheets_race_a", 0.04), ("last", "sheets_race_b", 0.1 if second == "quick" else 0.5))
     for _, dag_id, _ in dags:
         # the metadata DB rows the two processes would otherwise race to create (bundle, DAGs)
         assert run_operator(dag_id=dag_id, dry_run=True, **kwargs).state == "success"
@@ -177,7 +198,7 @@ def test_two_runs_that_find_the_lease_free_together_publish_once(connections, sh
             stderr=subprocess.STDOUT,
             text=True,
         )
-    sheets_server.latency = 0.05
+    sheets_server.latency = 0.05 if second == "quick" else 0.2
     outputs = {}
     try:
         for name, racer in racers.items():
@@ -197,12 +218,17 @@ def test_two_runs_that_find_the_lease_free_together_publish_once(connections, sh
     keys = [m.key for m in consume_all(broker.bootstrap_servers, topic, expected=total, idle=2.0)]
     assert len(keys) == len(set(keys)) == total, f"{len(keys) - len(set(keys))} rows published twice"
 
-    assert results["last"]["state"] == "success"
-    assert results["last"]["summary"]["rows_published"] == total, "the last claim written wins"
-    assert results["first"]["state"] == "success", outputs["first"][-3000:]
-    assert "Watermark leased by sheets_race_b/" in outputs["first"], "the other run waited for the winner"
-    assert results["first"]["summary"]["watermark_before"] == total + 1, "and read the watermark afresh"
-    assert results["first"]["summary"]["rows_published"] == 0
+    winner, other = ("last", "first") if second == "quick" else ("first", "last")
+    assert results[winner]["state"] == results[other]["state"] == "success", outputs[other][-3000:]
+    assert results[winner]["summary"]["rows_published"] == total, outputs[winner][-3000:]
+    assert "after a 0.20 s settle" in outputs[winner], "the winner's claim was quick"
+    if second == "quick":
+        assert "Watermark leased by sheets_race_b/" in outputs["first"], "the other run waited for the winner"
+    else:
+        assert "too long for the fast settle" in outputs["last"], outputs["last"][-3000:]
+    assert results[other]["summary"]["watermark_before"] == total + 1, "the other read the watermark afresh"
+    assert results[other]["summary"]["rows_published"] == 0
 
     assert get_variable(key)["last_row"] == total + 1
     assert get_variable(f"{key}.lease") is None
+    assert get_variable(f"{key}.lease.holder") is None

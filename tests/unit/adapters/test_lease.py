@@ -1,8 +1,9 @@
-"""WatermarkLease's claim/confirm split against an in-memory, last-writer-wins Variable store.
+"""WatermarkLease against an in-memory, last-writer-wins Variable store, on real threads and clocks
+(the protocol itself is checked on random schedules in ``tests/unit/model/test_lease_protocol.py``).
 
 The store stands in for Airflow Variables (no compare-and-set): it can hold every reader of the
 lease until all claimants have read it (so all of them find it free, the race the settle must
-resolve) and delay one claimant's write, as a slow worker or API server would.
+resolve), and delay a claimant's first read or a write, as a slow worker or API server would.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from airflow_provider_sheets.adapters.lease import WatermarkConflictError, Water
 
 KEY = "sheets_to_kafka.sheet.gid0.topic"
 LEASE_KEY = f"{KEY}.lease"
+HOLDER_KEY = f"{KEY}.lease.holder"
+SETTLE = 0.5
+FAST = 0.1  # a fifth of the settle
 
 
 class Store:
@@ -26,23 +30,25 @@ class Store:
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
         self.lock = threading.Lock()
-        #: (monotonic time, thread name, "get" | "set" | "delete", the token read or written)
+        #: (monotonic time, thread name, "get lease" | "set holder" | ..., the token read or written)
         self.log: list[tuple[float, str, str, str | None]] = []
         self.barrier: threading.Barrier | None = None
-        #: seconds to hold a thread's first read after the barrier (its write lands that much later)
+        #: seconds to hold a thread's first read of the claim (after the barrier): its write comes that much later
         self.read_delay: dict[str, float] = {}
         self._first_read_done: set[str] = set()
+        #: seconds the next write of a key takes to return (once)
+        self.write_delay: dict[str, float] = {}
 
-    def _record(self, op: str, text: str | None) -> None:
+    def _record(self, op: str, key: str, text: str | None) -> None:
         token = json.loads(text).get("token") if text else None
-        self.log.append((time.monotonic(), threading.current_thread().name, op, token))
+        self.log.append((time.monotonic(), threading.current_thread().name, f"{op} {key.rsplit('.', 1)[-1]}", token))
 
     def get(self, key: str, default=None):
         with self.lock:
             text = self.values.get(key, default)
-            self._record("get", text)
+            self._record("get", key, text)
         name = threading.current_thread().name
-        if self.barrier is not None and name not in self._first_read_done:
+        if key == LEASE_KEY and self.barrier is not None and name not in self._first_read_done:
             self._first_read_done.add(name)
             self.barrier.wait(timeout=10)
             time.sleep(self.read_delay.get(name, 0.0))
@@ -51,19 +57,25 @@ class Store:
     def set(self, key: str, value: str, description: str | None = None) -> None:
         with self.lock:
             self.values[key] = value
-            self._record("set", value)
+            self._record("set", key, value)
+        time.sleep(self.write_delay.pop(key, 0.0))
 
     def delete(self, key: str) -> None:
         with self.lock:
             self.values.pop(key, None)
-            self._record("delete", None)
+            self._record("delete", key, None)
 
-    def claim(self, owner: str, token: str = "other-token", expires_in: float = 600.0) -> None:
+    def claim(self, owner: str, token: str = "other-token", expires_in: float = 600.0, key: str = LEASE_KEY, **more):
         expires = time.time() + expires_in
-        self.values[LEASE_KEY] = json.dumps({"owner": owner, "token": token, "expires_at": expires, "expires": "later"})
+        record = {"owner": owner, "token": token, "expires_at": expires, "expires": "later", **more}
+        self.values[key] = json.dumps(record)
 
-    def sets_by(self, name: str) -> list[float]:
-        return [t for t, who, op, _ in self.log if who == name and op == "set"]
+    def times(self, name: str, op: str) -> list[float]:
+        """When thread ``name`` did ``op`` (e.g. ``"set lease"``)."""
+        return [t for t, who, what, _ in self.log if who == name and what == op]
+
+    def lease_variables(self) -> dict[str, str]:
+        return {key: value for key, value in self.values.items() if key.startswith(LEASE_KEY)}
 
 
 @pytest.fixture
@@ -75,20 +87,23 @@ def store(monkeypatch):
     return fake
 
 
-def _race(store: Store, claimants: int, settle: float, work: float, write_delays: dict[str, float]):
-    """``claimants`` runs that all read the lease free, then claim, work ``work`` s, confirm."""
+def lease(owner: str = "dag/run/publish", **kw) -> WatermarkLease:
+    return WatermarkLease(KEY, owner=owner, **{"settle": SETTLE, "wait": 10, "ttl": 60, **kw})
+
+
+def _race(store: Store, claimants: int, work: float, read_delays: dict[str, float]):
+    """``claimants`` runs that all read the claim free, then claim, work ``work`` s, confirm."""
     store.barrier = threading.Barrier(claimants)
-    store.read_delay = write_delays
+    store.read_delay = read_delays
     outcomes: dict[str, object] = {}
     leases: dict[str, WatermarkLease] = {}
 
     def run(name: str) -> None:
-        lease = WatermarkLease(KEY, owner=f"dag_{name}/run/publish", settle=settle, wait=0.3, ttl=60)
-        leases[name] = lease
+        leases[name] = mine = lease(f"dag_{name}/run/publish", wait=0.3)
         try:
-            lease.claim()
+            mine.claim()
             time.sleep(work)  # describing the sheet, checking the topic: no effect on Kafka or the watermark
-            lease.confirm()
+            mine.confirm()
             outcomes[name] = "held"
         except WatermarkConflictError as err:
             outcomes[name] = err
@@ -102,129 +117,190 @@ def _race(store: Store, claimants: int, settle: float, work: float, write_delays
 
 
 @pytest.mark.parametrize("claimants", [2, 3])
-@pytest.mark.parametrize("work", [0.0, 0.1, 0.45], ids=["no-work", "work-inside-settle", "work-longer-than-settle"])
+@pytest.mark.parametrize("work", [0.0, 0.05, 0.6], ids=["no-work", "work-inside-settle", "work-longer-than-settle"])
 def test_claimants_that_all_found_the_lease_free_let_exactly_one_go_on(store, claimants, work):
     """
-    Every claimant read the lease free; their claims land 0.05 s apart (the last one latest), well
-    within the 0.3 s settle. Exactly one goes on: the one whose claim landed last. A confirm that did
-    not wait out the settle (or counted the work as part of it wrongly) would let the first go on
-    too, as its claim would still read back before the later claims land.
+    Every claimant read the claim free; their claims land 0.05 s apart, the last one latest (c1's
+    is still quick, c2's too slow for the fast settle). Exactly one goes on, the one whose claim
+    landed last, no earlier than its settle after writing it; the others fail naming it.
     """
-    settle = 0.3
-    delays = {f"c{i}": 0.05 * i for i in range(claimants)}
-    outcomes, leases = _race(store, claimants, settle, work, delays)
+    outcomes, leases = _race(store, claimants, work, {f"c{i}": 0.05 * i for i in range(claimants)})
 
     held = [name for name, outcome in outcomes.items() if outcome == "held"]
     assert held == [f"c{claimants - 1}"], outcomes
     winner = leases[held[0]]
+    assert winner.late is (claimants == 3)
     for name, outcome in outcomes.items():
         if name != held[0]:
             assert isinstance(outcome, WatermarkConflictError)
             assert winner.owner in str(outcome), "the error names the holder"
-    # the winner read its claim back no earlier than `settle` after writing it
-    (written,) = store.sets_by(held[0])
-    confirms = [t for t, who, op, token in store.log if who == held[0] and op == "get" and token == winner.token]
-    assert confirms
-    assert confirms[0] - written >= settle
+    (claimed,) = store.times(held[0], "set lease")
+    read_back = [t for t, who, op, token in store.log if who == held[0] and op == "get lease" and token == winner.token]
+    assert read_back[0] - claimed >= (SETTLE if winner.late else FAST)
+    assert json.loads(store.values[HOLDER_KEY])["token"] == winner.token
+
+
+def test_a_lone_quick_claim_waits_only_the_fast_settle(store, caplog):
+    mine = lease()
+    started = time.monotonic()
+    with caplog.at_level("INFO", logger=lease_module.__name__):
+        mine.acquire()
+    took = time.monotonic() - started
+    assert mine.held
+    assert not mine.late
+    assert FAST <= took < SETTLE / 2
+    assert "after a 0.10 s settle" in caplog.text
+    assert json.loads(store.values[HOLDER_KEY])["owner"] == "dag/run/publish"
+    assert json.loads(store.values[LEASE_KEY])["token"] == mine.token
+    mine.release()
+    assert store.lease_variables() == {}, "the claim and the holder record are gone"
+
+
+def test_a_slow_claim_waits_the_whole_settle(store, caplog):
+    store.barrier = threading.Barrier(1)
+    store.read_delay = {threading.current_thread().name: 0.1}  # more than 80 % of the fast settle
+    mine = lease()
+    with caplog.at_level("INFO", logger=lease_module.__name__):
+        assert mine.claim()
+        mine.confirm()
+    assert mine.held
+    assert mine.late
+    assert "too long for the fast settle" in caplog.text
+    (claimed,) = store.times(threading.current_thread().name, "set lease")
+    (read_back,) = [t for t, _, op, _ in store.log if op == "get lease" and t > claimed]
+    assert read_back - claimed >= SETTLE
+
+
+def test_a_slow_claim_does_not_go_on_over_another_runs_holder_record(store):
+    """The holder record of a run that went on, whose claim this slow one may have landed over."""
+    store.claim("other_dag/scheduled__1/publish", key=HOLDER_KEY)
+    store.barrier = threading.Barrier(1)
+    store.read_delay = {threading.current_thread().name: 0.1}
+    mine = lease(wait=0.6)
+    assert mine.claim()
+    assert mine.late
+    with pytest.raises(WatermarkConflictError, match="leased by other_dag/scheduled__1/publish"):
+        mine.confirm()
+    mine.release()
+    assert json.loads(store.values[LEASE_KEY])["token"] == mine.token, "that holder's renewal writes over it"
 
 
 def test_work_longer_than_the_settle_leaves_only_the_read_back(store):
     """The settle is a deadline: after work that outlasted it, confirm() only reads the claim back."""
-    lease = WatermarkLease(KEY, owner="dag/run/publish", settle=0.3, wait=5, ttl=60)
-    assert lease.claim()
-    time.sleep(0.35)
+    mine = lease()
+    assert mine.claim()
+    time.sleep(SETTLE + 0.05)
     started = time.monotonic()
-    lease.confirm()
-    assert lease.held
+    mine.confirm()
+    assert mine.held
     assert time.monotonic() - started < 0.1
-
-
-def test_a_claim_confirmed_at_once_waits_for_the_whole_settle(store):
-    lease = WatermarkLease(KEY, owner="dag/run/publish", settle=0.3, wait=5, ttl=60)
-    started = time.monotonic()
-    lease.acquire()
-    assert lease.held
-    assert time.monotonic() - started >= 0.3
 
 
 def test_a_held_lease_makes_the_next_run_wait_then_fail_naming_the_holder(store):
     store.claim("other_dag/scheduled__1/publish")
-    lease = WatermarkLease(KEY, owner="dag/manual__2/publish", settle=0.05, wait=0.4, ttl=60)
-    assert not lease.claim(), "no claim is written over a live lease"
+    mine = lease("dag/manual__2/publish", wait=0.4)
+    assert not mine.claim(), "no claim is written over a live lease"
     started = time.monotonic()
     with pytest.raises(WatermarkConflictError, match="leased by other_dag/scheduled__1/publish"):
-        lease.confirm()
+        mine.confirm()
     assert time.monotonic() - started >= 0.4
-    assert json.loads(store.values[LEASE_KEY])["owner"] == "other_dag/scheduled__1/publish"
-    lease.release()
-    assert LEASE_KEY in store.values, "release() leaves another run's lease alone"
+    mine.release()
+    assert json.loads(store.values[LEASE_KEY])["owner"] == "other_dag/scheduled__1/publish", "left alone"
 
 
 def test_the_lease_is_claimed_again_once_its_holder_releases_it(store):
     store.claim("other_dag/scheduled__1/publish")
-    lease = WatermarkLease(KEY, owner="dag/manual__2/publish", settle=0.05, wait=10, ttl=60)
-    assert not lease.claim()
+    mine = lease("dag/manual__2/publish")
+    assert not mine.claim()
     threading.Timer(0.3, store.delete, args=(LEASE_KEY,)).start()
-    lease.confirm()
-    assert lease.held
-    assert json.loads(store.values[LEASE_KEY])["token"] == lease.token
+    mine.confirm()
+    assert mine.held
+    assert json.loads(store.values[LEASE_KEY])["token"] == mine.token
 
 
-def test_a_retry_of_the_same_task_takes_its_own_lease_over_at_once(store):
-    store.claim("dag/scheduled__1/publish", token="the-killed-attempt")
-    lease = WatermarkLease(KEY, owner="dag/scheduled__1/publish", settle=0.05, wait=10, ttl=60)
+@pytest.mark.parametrize(
+    ("owner", "expires_in"),
+    [("dag/scheduled__1/publish", 600.0), ("other_dag/scheduled__1/publish", -1.0)],
+    ids=["a-retry-of-the-same-task", "expired"],
+)
+def test_a_lease_nobody_renews_is_taken_over_once_it_stood_a_settle(store, owner, expires_in):
+    """A killed try's claim (and holder record) may stand over a live holder's claim: it must stand a settle first."""
+    store.claim(owner, token="the-killed-attempt", expires_in=expires_in)
+    store.claim(owner, token="the-killed-attempt", expires_in=expires_in, key=HOLDER_KEY)
+    mine = lease("dag/scheduled__1/publish")
     started = time.monotonic()
-    lease.acquire()
-    assert lease.held
-    assert time.monotonic() - started < 1.0
-
-
-def test_an_expired_lease_is_taken_over(store):
-    store.claim("other_dag/scheduled__1/publish", expires_in=-1)
-    lease = WatermarkLease(KEY, owner="dag/manual__2/publish", settle=0.05, wait=10, ttl=60)
-    lease.acquire()
-    assert lease.held
+    mine.acquire()
+    assert mine.held
+    assert SETTLE <= time.monotonic() - started < SETTLE + 2.5
+    mine.release()
+    assert store.lease_variables() == {}
 
 
 def test_a_claim_older_than_half_its_ttl_is_written_and_settled_again(store):
     """Work that ran past half the ttl must not confirm a claim others may soon see as expired."""
-    lease = WatermarkLease(KEY, owner="dag/run/publish", settle=0.1, wait=10, ttl=1.0)
-    assert lease.claim()
+    mine = lease(ttl=1.0)
+    assert mine.claim()
     time.sleep(0.55)
-    lease.confirm()
-    assert lease.held
-    sets = store.sets_by(threading.current_thread().name)
+    mine.confirm()
+    assert mine.held
+    sets = store.times(threading.current_thread().name, "set lease")
     assert len(sets) == 2
-    confirms = [t for t, _, op, token in store.log if op == "get" and token == lease.token and t > sets[1]]
-    assert confirms
-    assert confirms[0] - sets[1] >= 0.1
+    read_back = [t for t, _, op, token in store.log if op == "get lease" and token == mine.token and t > sets[1]]
+    assert read_back[0] - sets[1] >= FAST
 
 
-def test_release_withdraws_an_unconfirmed_claim_but_not_a_newer_one(store):
-    lease = WatermarkLease(KEY, owner="dag/run/publish", settle=0.3, wait=10, ttl=60)
-    assert lease.claim()
-    lease.release()  # e.g. describing the sheet failed before the confirm
-    assert LEASE_KEY not in store.values
+def test_release_withdraws_an_unconfirmed_claim_after_the_fast_settle_but_not_a_newer_one(store):
+    mine = lease()
+    assert mine.claim()
+    started = time.monotonic()
+    mine.release()  # e.g. describing the sheet failed before the confirm
+    assert time.monotonic() - started >= FAST * 0.95, "no quick claim that missed this one can land after"
+    assert store.lease_variables() == {}
 
-    assert lease.claim()
+    assert mine.claim()
     store.claim("dag/run2/publish", token="a-later-claim")  # another run's claim landed over this one
-    lease.release()
+    mine.release()
     assert json.loads(store.values[LEASE_KEY])["token"] == "a-later-claim"
 
 
-def test_renew_after_a_takeover_raises(store):
-    lease = WatermarkLease(KEY, owner="dag/run/publish", settle=0.01, wait=10, ttl=60)
-    lease.acquire()
-    store.claim("other_dag/run/publish")
-    with pytest.raises(WatermarkConflictError, match="taken over by other_dag/run/publish"):
-        lease.renew()
-    assert not lease.held
+def test_a_holder_releases_at_once(store):
+    mine = lease()
+    mine.acquire()
+    started = time.monotonic()
+    mine.release()
+    assert time.monotonic() - started < 0.05
+    assert store.lease_variables() == {}
 
 
-def test_a_slow_claim_warns_that_the_settle_is_too_short(store, caplog):
-    store.barrier = threading.Barrier(1)
-    store.read_delay = {threading.current_thread().name: 0.2}
-    lease = WatermarkLease(KEY, owner="dag/run/publish", settle=0.3, wait=10, ttl=60)
+def test_a_holder_record_that_came_too_late_is_withdrawn_and_the_lease_claimed_again(store, caplog):
+    store.write_delay[HOLDER_KEY] = 0.8 * SETTLE  # a run whose claim landed over this one's could miss it
+    mine = lease()
     with caplog.at_level("WARNING", logger=lease_module.__name__):
-        lease.claim()
-    assert "more than half of lease_settle" in caplog.text
+        mine.acquire()
+    assert "raise lease_settle" in caplog.text
+    assert mine.held
+    assert len(store.times(threading.current_thread().name, "set holder")) == 2
+    assert len(store.times(threading.current_thread().name, "delete holder")) == 1
+
+
+def test_renew_extends_the_lease_and_writes_over_a_late_claim(store):
+    mine = lease()
+    mine.acquire()
+    before = json.loads(store.values[LEASE_KEY])["expires_at"]
+    time.sleep(0.01)
+    mine.renew()
+    assert json.loads(store.values[LEASE_KEY])["expires_at"] > before
+    # a claim written over something else than this run's claim: a late one, whose run does not go on
+    store.claim("other_dag/run/publish", token="late", over=None)
+    mine.renew()
+    assert json.loads(store.values[LEASE_KEY])["token"] == mine.token
+
+
+@pytest.mark.parametrize("where", [LEASE_KEY, HOLDER_KEY], ids=["claim", "holder-record"])
+def test_renew_raises_after_a_takeover(store, where):
+    mine = lease()
+    mine.acquire()
+    store.claim("other_dag/run/publish", token="taker", over=mine.token, key=where)
+    with pytest.raises(WatermarkConflictError, match="taken over by other_dag/run/publish"):
+        mine.renew()
+    assert not mine.held
