@@ -168,7 +168,7 @@ class BatchSettings:
     producer_config: dict[str, Any] | None = field(default=None, repr=False)
     flush_timeout: float = 300.0
     lease_ttl: float = 600.0
-    lease_settle: float = 0.5
+    lease_settle: float = 0.1
     lease_wait: float = 120.0
     delivery: str = AT_LEAST_ONCE
     #: default ``<topic>.state`` (filled in by :meth:`check`)
@@ -221,7 +221,7 @@ class BatchSettings:
             v[name] = as_optional_text(name, v[name])
         for name in ("flush_timeout", "lease_ttl"):
             v[name] = as_positive(name, v[name])
-        # 0: wait for no other run's lease; checkpoint after every page; no settle (no guard)
+        # 0: wait for no other run's lease; checkpoint after every page; no settle (runs claiming together may all stop)
         for name in ("lease_wait", "checkpoint_interval", "lease_settle"):
             v[name] = as_non_negative(name, v[name])
         v["delivery"] = as_choice("delivery", v["delivery"], DELIVERIES)

@@ -4,22 +4,21 @@ A lease on one watermark, so that overlapping runs cannot publish the same rows.
 Airflow Variables are last-writer-wins with no compare-and-set, so the lease is a protocol of reads
 and writes of two Variables beside the watermark, ``<key>.lease`` (the claim) and
 ``<key>.lease.holder`` (the holder record); :mod:`airflow_provider_sheets.model.lease` states it and
-why no two runs go on together. A run writes its claim when the lease is free for it and trusts it
-once it reads back unchanged after a settle: a fifth of ``settle`` (0.1 s by default) when the claim
-returned quickly (in less than 80 % of that, by the run's own clock), the whole ``settle`` when it
-did not, and then only if no other run's holder record is there. Safety does not rest on how fast a
-claim is: a slow one only waits longer. A run that finds the lease held waits (``wait`` seconds,
-polling) and then fails with :class:`WatermarkConflictError` naming the holder. A lease expires
-``ttl`` seconds after its last renewal (the holder renews it while it runs), so a killed worker
-blocks others for at most ``ttl``; a retry of the same task in the same DAG run takes its own lease
-over once it has stood a settle.
+why no two runs go on together whatever the timing of their requests. A run writes its claim when
+the lease is free for it, lets ``settle`` pass (0.1 s by default: it only settles runs that claim
+together among themselves), and then takes the lease if no other run's holder record is there and
+its claim reads back, before and after it writes its own holder record. A run that finds the lease
+held waits (``wait`` seconds, polling) and then fails with :class:`WatermarkConflictError` naming
+the holder. A lease expires ``ttl`` seconds after its last renewal (the holder renews it while it
+runs), so a killed worker blocks others for at most ``ttl``; a retry of the same task in the same
+DAG run takes its own lease over at once.
 
 Taking the lease is split in two: :meth:`WatermarkLease.claim` reads the lease and, when it is
 free for this run, writes the claim; the run then does work that needs no lease and has no effect
 on Kafka or on the watermark (describe the sheet, build the producer, check the topic) while the
-settle elapses, and :meth:`WatermarkLease.confirm` waits out what is left of it and reads the claim
-back; only then may the watermark be read and anything be produced. (:meth:`WatermarkLease.acquire`
-is both at once.) The task log says which settle the lease took.
+settle elapses, and :meth:`WatermarkLease.confirm` waits out what is left of it and finishes; only
+then may the watermark be read and anything be produced. (:meth:`WatermarkLease.acquire` is both at
+once.)
 """
 
 from __future__ import annotations
@@ -47,13 +46,12 @@ class WatermarkLease:
         ``<key>.lease.holder``.
     :param owner: who claims it, ``<dag_id>/<run_id>/<task_id>``.
     :param ttl: seconds a claim stays valid without renewal.
-    :param settle: seconds from writing a claim to confirming it when the claim was slow (a fifth
-        of it when the claim was quick).
+    :param settle: seconds from writing a claim to confirming it, at the least.
     :param wait: seconds to wait for a held lease before failing, from the first :meth:`claim`.
     """
 
     def __init__(
-        self, watermark_key: str, owner: str, ttl: float = 600.0, settle: float = 0.5, wait: float = 120.0
+        self, watermark_key: str, owner: str, ttl: float = 600.0, settle: float = 0.1, wait: float = 120.0
     ) -> None:
         self.token = uuid.uuid4().hex
         self.protocol = LeaseProtocol(watermark_key, owner, self.token, ttl=ttl, settle=settle, wait=wait)
@@ -66,11 +64,6 @@ class WatermarkLease:
     @property
     def held(self) -> bool:
         return self.protocol.held
-
-    @property
-    def late(self) -> bool:
-        """Whether the last claim was too slow for the fast settle (it waits the whole settle)."""
-        return self.protocol.late
 
     @property
     def seen(self) -> dict | None:
@@ -117,19 +110,9 @@ class WatermarkLease:
             return done.value
 
     def _log_wait(self) -> None:
-        if self.protocol.slow_holder is not None:
-            log.warning(
-                "Writing the holder record of the lease %r took %.2f s after the claim was read back, more than "
-                "80 %% of lease_settle (%.2f s): a slower claim that landed over this one could miss it, so this run "
-                "claims again. If this repeats, raise lease_settle above 1.25 times a Variable read and write.",
-                self.key,
-                self.protocol.slow_holder,
-                self.settle,
-            )
-            self.protocol.slow_holder = None
-        elif self.seen is not None:
+        if self.seen is not None:
             log.info("Watermark leased by %s; waiting.", self.seen.get("owner"))
-        else:  # the other run already gave the lease up, or this run's holder record came too late
+        else:  # the other run already gave the lease up
             log.info("The claim on %r did not hold; claiming again.", self.key)
 
     def claim(self) -> bool:
@@ -139,27 +122,27 @@ class WatermarkLease:
 
         :return: whether a claim was written (``False``: another run holds the lease).
         """
-        written = self._run(self.protocol.claim())
-        if written and self.late:
-            log.info(
-                "Claiming the lease %r took %.2f s from reading it to writing the claim, too long for the fast "
-                "settle (%.2f s): the claim is confirmed after the whole lease_settle (%.2f s).",
-                self.key,
-                self.protocol.read_to_write,
-                self.protocol.fast_settle,
-                self.settle,
-            )
-        return written
+        return self._run(self.protocol.claim())
 
     def confirm(self) -> None:
         """
         Finish taking the lease; while another run holds it, wait (up to ``wait`` seconds from the
         first claim) and claim again, then raise :class:`WatermarkConflictError` naming the holder.
         """
-        if not self._run(self.protocol.confirm()):
+        left_behind = self.protocol.left_behind
+        held = self._run(self.protocol.confirm())
+        if self.protocol.left_behind > left_behind:
+            log.warning(
+                "Another run's claim landed over this one's after its holder record was written, which came too "
+                "late to be taken back: the holder record %r stays until it expires or a holder of the lease writes "
+                "over it, and keeps runs out meanwhile (a Variable write took more than 80 %% of lease_settle, "
+                "%.2f s).",
+                self.protocol.holder_key,
+                self.settle,
+            )
+        if not held:
             raise self._conflict()
-        settle = self.settle if self.late else self.protocol.fast_settle
-        log.info("Took the lease %r after a %.2f s settle.", self.key, settle)
+        log.info("Took the lease %r.", self.key)
 
     def acquire(self) -> None:
         """Take the lease, waiting up to ``wait`` seconds for another holder: :meth:`claim`, then :meth:`confirm`."""

@@ -95,15 +95,14 @@ class SheetToKafkaOperator(BaseOperator):
         ``message.timeout.ms``.
     :param lease_ttl: seconds a watermark lease lasts without renewal (a dead run blocks others at
         most this long).
-    :param lease_settle: seconds between claiming the lease and confirming the claim when the claim
-        was slow; a claim that returned within 80 % of a fifth of it (the fast settle, 0.1 s by
-        default) is confirmed after that fifth. The run describes the sheet (when ``watermark_key`` is
-        given; the default key needs the tab's id first), builds the producer and checks the topics
-        meanwhile, so the settle costs the run only what those leave of it; the watermark is read and
-        records produced only after the confirm. Safety does not depend on it (each run checks its
-        own claim's time, see :mod:`airflow_provider_sheets.model.lease`); raise it when a Variable
-        read and write take more than 80 % of it together (the task log warns), and use the same
-        value for every task on one watermark.
+    :param lease_settle: seconds between claiming the lease and confirming the claim, at the least
+        (0.1). The run describes the sheet (when ``watermark_key`` is given; the default key needs the
+        tab's id first), builds the producer and checks the topics meanwhile, so the settle costs the
+        run only what those leave of it; the watermark is read and records produced only after the
+        confirm. It settles runs that claim the lease together among themselves; no two runs publish
+        together whatever its value (see :mod:`airflow_provider_sheets.model.lease`). Raise it where
+        a Variable write takes more than 80 % of it (the task log warns); use one value for every task
+        on a watermark.
     :param lease_wait: seconds to wait for another run's lease before failing with
         ``WatermarkConflictError``, counted from the first claim.
     :param delivery: ``at_least_once`` or ``exactly_once`` (see above).
@@ -209,7 +208,7 @@ class SheetToKafkaOperator(BaseOperator):
         producer_config: dict[str, Any] | None = None,
         flush_timeout: float = 300.0,
         lease_ttl: float = 600.0,
-        lease_settle: float = 0.5,
+        lease_settle: float = 0.1,
         lease_wait: float = 120.0,
         delivery: str = AT_LEAST_ONCE,
         state_topic: str | None = None,
