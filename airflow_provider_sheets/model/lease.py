@@ -6,12 +6,14 @@ deletes of two Variables beside the watermark ``<key>``:
 
 * ``<key>.lease``, the *claim*: who is taking or holds the lease, with an expiry, and the token of
   the record it was written over (``over``);
-* ``<key>.lease.holder``, the *holder record*: written on its way in by the run that takes the lease.
+* ``<key>.lease.holder``, the *holder record*: written on its way in by the run that takes the lease,
+  and marked ``held`` once it did.
 
 A run reads the claim and, when it is free for it (absent, expired, its own or its task's), writes
 its own, then lets ``settle`` pass (doing work with no effect meanwhile). Then it reads the holder
-record, which must be free for it too, reads its claim back, writes its holder record, and reads its
-claim back once more: it takes the lease only if the claim is still its own.
+record, which must be absent or expired (or a dead try's of its task, marked ``held``), reads its
+claim back, writes its holder record, and reads its claim back once more: it takes the lease only
+if the claim is still its own.
 
 **Why no two runs hold the lease together, whatever the timing of reads and writes.** Say runs A
 and B both took it, A's claim landed first (``a1 < b1``), A read it back for the last time at
@@ -20,8 +22,10 @@ and B both took it, A's claim landed first (``a1 < b1``), A read it back for the
 its own claim returned, so after A's holder record had landed, and found it not free. A holder
 record is there while its run holds the lease: only its holder's release deletes it (a run that
 did not take the lease deletes its own only when that is safe, below), and one landing over it comes
-from a run whose claim was landed over before it read it back (above) and which does not take the
-lease. The settle does not enter this argument.
+from a run whose claim was landed over before it read it back (above), which does not take the
+lease; such a record keeps every run out, its own run and its task's next try included (only a
+record marked ``held``, which a run writes once it took the lease, lets a retry of its task take the
+lease over). The settle does not enter this argument.
 
 **What the settle is for: runs claiming together settle it among themselves.** When claims land
 less than ``settle`` apart, the earlier run reads back the later one's claim and steps back before
@@ -39,10 +43,10 @@ lease) or that is gone (a claim may be deleted at any time: the holder record ke
 a claim written over its own (a takeover of an expired lease) ends the lease.
 
 What is assumed: a record of this run's own task is a dead try's (two tries of one task never run at
-once); a holder renews more often than ``ttl``; no request lands after the call that sent it
-returned (a retry of a timed-out request that returned before its first attempt landed is outside
-this); and, for deleting a holder record of a run that did not take the lease, every run on the
-lease waits the same ``settle``, measured by clocks that run at the same rate.
+once); a holder renews within half of ``ttl`` (or it stops at the next renewal); no request lands
+after the call that sent it returned (a retry of a timed-out request that returned before its first
+attempt landed is outside this); and, for deleting a holder record of a run that did not take the
+lease, every run on the lease waits the same ``settle``, measured by clocks that run at the same rate.
 
 ``tests/unit/model/test_lease_protocol.py`` checks this on random schedules in which any request
 lands arbitrarily late, and on written-out ones, and catches each variant without one of its pieces.
@@ -146,33 +150,43 @@ class LeaseProtocol:
 
     # -- records -----------------------------------------------------------------------------------
 
-    def record(self, wall: float, over: Any = None) -> str:
+    def record(self, wall: float, over: Any = None, held: bool | None = None) -> str:
+        """A claim (``over``: the token it was written over) or, with ``held``, a holder record."""
         expires = wall + self.ttl
-        return json.dumps(
-            {
-                "owner": self.owner,
-                "token": self.token,
-                "over": over,
-                "expires_at": expires,
-                "expires": datetime.fromtimestamp(expires, timezone.utc).isoformat(timespec="seconds"),
-            }
-        )
+        record = {
+            "owner": self.owner,
+            "token": self.token,
+            "expires_at": expires,
+            "expires": datetime.fromtimestamp(expires, timezone.utc).isoformat(timespec="seconds"),
+        }
+        record.update({"over": over} if held is None else {"held": held})
+        return json.dumps(record)
 
     def mine(self, record: dict | None) -> bool:
         return record is not None and record.get("token") == self.token
 
-    def in_the_way(self, record: dict | None, wall: float) -> bool:
-        """Whether ``record`` is another run's live record (not this run's, its task's, or expired)."""
-        if record is None or self.mine(record) or record.get("owner") == self.owner:
-            return False
+    @staticmethod
+    def _live(record: dict, wall: float) -> bool:
         try:
             return float(record.get("expires_at", 0)) > wall
         except (TypeError, ValueError):
             return False
 
+    def in_the_way(self, record: dict | None, wall: float) -> bool:
+        """Whether the claim ``record`` is another run's live one (not this run's, its task's, or expired)."""
+        if record is None or self.mine(record) or record.get("owner") == self.owner:
+            return False
+        return self._live(record, wall)
+
     def holder_in_the_way(self, holder: dict | None, wall: float) -> bool:
-        """Whether another run holds the lease (or may: see the module's docstring)."""
-        return self.in_the_way(holder, wall)
+        """
+        Whether a live holder record keeps this run out: any but one a dead try of this run's task
+        wrote once it held the lease (``held``). A record its run left behind, not taking the lease,
+        may stand over a holder's, this run's own included.
+        """
+        if holder is None or (holder.get("held") is True and holder.get("owner") == self.owner):
+            return False
+        return self._live(holder, wall)
 
     # -- claim, confirm ----------------------------------------------------------------------------
 
@@ -247,10 +261,14 @@ class LeaseProtocol:
         return False
 
     def _enter(self, sent: float, wall: float) -> Steps:
-        """Write the holder record and read the claim back once more: take the lease if still this run's."""
-        yield Put(self.holder_key, self.record(wall))
+        """
+        Write the holder record and read the claim back once more: take the lease if still this run's,
+        and mark the holder record as held (what lets a retry of this task take a lease over).
+        """
+        yield Put(self.holder_key, self.record(wall, held=False))
         returned, _ = yield CLOCK
         if (yield from self._still_mine()):
+            yield Put(self.holder_key, self.record(wall, held=True))
             return True
         if returned - sent < QUICK_SHARE * self.settle:
             yield from self._delete_if_mine(self.holder_key)
@@ -270,7 +288,7 @@ class LeaseProtocol:
             return False
         yield Put(self.claim_key, self.record(wall, over=claim.get("token") if claim else None))
         self._dated_at = sent
-        yield Put(self.holder_key, self.record(wall))
+        yield Put(self.holder_key, self.record(wall, held=True))
         return True
 
     def _not_over_me(self, claim: dict | None, sent: float) -> bool:

@@ -139,7 +139,7 @@ def test_claimants_that_all_found_the_lease_free_let_exactly_one_go_on(store, cl
     assert json.loads(store.values[HOLDER_KEY])["token"] == winner.token
 
 
-def test_a_lone_claim_waits_the_settle_and_makes_six_requests(store):
+def test_a_lone_claim_waits_the_settle_and_makes_seven_requests(store):
     mine = lease()
     started = time.monotonic()
     mine.acquire()
@@ -153,7 +153,9 @@ def test_a_lone_claim_waits_the_settle_and_makes_six_requests(store):
         "get lease",
         "set holder",
         "get lease",
+        "set holder",
     ]
+    assert json.loads(store.values[HOLDER_KEY])["held"] is True
     mine.release()
     assert store.lease_variables() == {}, "the claim and the holder record are gone"
 
@@ -197,9 +199,9 @@ def test_the_lease_is_claimed_again_once_its_holder_releases_it(store):
     ids=["a-retry-of-the-same-task", "expired"],
 )
 def test_a_lease_nobody_renews_is_taken_over_at_once(store, owner, expires_in):
-    """A killed try's claim and holder record (or an expired lease's)."""
+    """A killed try's claim and holder record (marked held), or an expired lease's."""
     store.claim(owner, token="the-killed-attempt", expires_in=expires_in)
-    store.claim(owner, token="the-killed-attempt", expires_in=expires_in, key=HOLDER_KEY)
+    store.claim(owner, token="the-killed-attempt", expires_in=expires_in, key=HOLDER_KEY, held=True)
     mine = lease("dag/scheduled__1/publish")
     started = time.monotonic()
     mine.acquire()
@@ -207,6 +209,15 @@ def test_a_lease_nobody_renews_is_taken_over_at_once(store, owner, expires_in):
     assert time.monotonic() - started < SETTLE + 0.1
     mine.release()
     assert store.lease_variables() == {}
+
+
+def test_a_holder_record_a_try_of_the_same_task_left_behind_keeps_its_retry_out(store):
+    """Not marked held: it may stand over the holder record of another run that holds the lease."""
+    store.claim("dag/scheduled__1/publish", token="the-killed-attempt", key=HOLDER_KEY, held=False)
+    mine = lease("dag/scheduled__1/publish", wait=0.4)
+    with pytest.raises(WatermarkConflictError, match="leased by dag/scheduled__1/publish"):
+        mine.acquire()
+    assert json.loads(store.values[HOLDER_KEY])["token"] == "the-killed-attempt"
 
 
 def test_a_claim_older_than_half_its_ttl_is_written_and_settled_again(store):

@@ -195,16 +195,16 @@ def test_the_settle_is_not_what_keeps_runs_apart():
     assert entries > 4000
 
 
-def test_a_lone_run_waits_the_settle_and_makes_six_requests():
+def test_a_lone_run_waits_the_settle_and_makes_seven_requests():
     run = Run("alone", lease(LeaseProtocol, "alone"), Plan(0, 0, [], False, None))
     sim = Simulation(random.Random(1))
     sim.latency = lambda: 0.01  # type: ignore[method-assign]
     sim.run([run])
     assert run.held
     # read the claim, write it (0.02 s each), the settle, read the holder record and the claim,
-    # write the holder record, read the claim again
-    assert run.held[0][0] == pytest.approx(0.04 + SETTLE + 0.08)
-    assert run.requests == 6 + 4  # and the release: read and delete the holder record, then the claim
+    # write the holder record, read the claim again, mark the holder record held
+    assert run.held[0][0] == pytest.approx(0.04 + SETTLE + 0.1)
+    assert run.requests == 7 + 4  # and the release: read and delete the holder record, then the claim
 
 
 def _scripted(protocol, plans: dict[str, Plan], slow: dict[tuple[str, int], tuple[float, float]]) -> list[Run]:
@@ -231,6 +231,13 @@ class DeletingItsHolderRecord(LeaseProtocol):
         return False
 
 
+class TrustingItsOwnHolderRecord(LeaseProtocol):
+    """A holder record of this run or its task is never in the way, held or not."""
+
+    def holder_in_the_way(self, holder, wall):
+        return super().holder_in_the_way(holder, wall) and not (self.mine(holder) or holder.get("owner") == self.owner)
+
+
 class WithoutHolderCheck(LeaseProtocol):
     """The holder record is never found in the way."""
 
@@ -254,6 +261,19 @@ SCHEDULES = {
         },
         {("A", 1): (1.1, 0.0), ("X", 4): (1.48, 0.0), ("B", 1): (2.3, 0.0)},
         (EnteringWithoutReadingBack, DeletingItsHolderRecord),
+    ),
+    # B's holder record, 2.48 s on its way, lands at 3.5 over that of A (which took the lease at
+    # 2.125 on a claim landed over B's); W's late claim landed over A's at 3.005 and W withdrew it,
+    # so the claim is gone. B leaves its record and claims again at 5.51: finding its own holder
+    # record in the way keeps it out while A holds
+    "a run's own holder record left behind": (
+        {
+            "A": Plan(0.0, 0.0, [10.0], False, None),
+            "B": Plan(0.0, 0.0, [1.0], False, None),
+            "W": Plan(0.0, 0.0, [], True, None),
+        },
+        {("B", 4): (2.48, 0.0), ("A", 1): (1.1, 0.0), ("W", 1): (3.0, 0.0)},
+        (TrustingItsOwnHolderRecord,),
     ),
 }
 
@@ -287,7 +307,7 @@ def test_a_claim_left_by_a_dead_run_over_the_holders_does_not_block_the_lease(va
         "B": Plan(0.0, 0.0, [], False, 2),
         "C": Plan(4.0, 0.0, [0.5], False, None),
     }
-    runs = _scripted(variant, plans, {("B", 1): (3.0, 0.0), ("H", 7): (0.005, 1.5)})
+    runs = _scripted(variant, plans, {("B", 1): (3.0, 0.0), ("H", 8): (0.005, 1.5)})
     assert overlaps(runs) == []
     if variant is LeaseProtocol:
         assert runs[2].held, "C got the lease"
