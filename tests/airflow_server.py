@@ -54,6 +54,10 @@ EXAMPLE_DAG = "sheets_to_kafka"
 EXAMPLE_TASK = "publish_new_responses"
 #: the topic the example AssetWatcher DAG (dags/sheets_watch_topic.py) watches, created with the server
 WATCHED_TOPIC = "form-responses"
+#: seconds an Airflow process waits for the SQLite database's lock (five processes and the CLI
+#: write to one file) before its statement fails; a REST call waits longer, for the server's answer
+SQLITE_LOCK_TIMEOUT = 60
+#: states of a run, or of a task instance whose process ran (the scheduler logs its executor event)
 FINISHED = ("success", "failed")
 ACTIVE = ("queued", "running")
 
@@ -126,7 +130,7 @@ class AirflowServer:
         self.url = f"http://127.0.0.1:{port}"
         self.env = server_env(self.url, port, self.bootstrap_servers, self.sheets_url)
         self.http.close()
-        self.http = httpx.Client(base_url=f"{self.url}/api/v2", timeout=30.0)
+        self.http = httpx.Client(base_url=f"{self.url}/api/v2", timeout=SQLITE_LOCK_TIMEOUT + 30.0)
         # the shell leads the process group; if this test process dies without stopping the server
         # (killed by a CI timeout...), it takes the group down, so no Airflow outlives the session
         watchdog = (
@@ -219,21 +223,28 @@ class AirflowServer:
         tail = "\n".join(text.splitlines()[-lines:])
         return f"--- last {lines} lines of {self.log_path} ---\n{tail}\n--- end of Airflow log ---"
 
-    def wait_executor_event(self, ti_id: str, timeout: float = 60.0) -> str:
+    @property
+    def scheduler_log_path(self) -> Path:
+        """The file the scheduler's output goes to."""
+        return self.log_path
+
+    def wait_executor_event(self, ti_id: str, timeout: float = 60.0, state: str | None = None) -> str:
         """
         Wait until the scheduler has processed the executor's report of the attempt ``ti_id`` ending.
 
         A deferring task's worker exits after the task is already ``deferred``; until the scheduler
         has taken that exit in, a trigger that fires makes Airflow 3.3 mark the resumed attempt
-        failed (apache/airflow#72716). Returns the scheduler's log line.
+        failed (apache/airflow#72716). With ``state``, only a report of the task in that state
+        counts (a deferred and resumed task has one report per process). Returns the scheduler's
+        log line.
         """
         deadline = time.monotonic() + timeout
-        needle = f"ti_id={ti_id}"
+        needles = [f"ti_id={ti_id},", *([f" state={state},"] if state else [])]
         while time.monotonic() < deadline:
             self._check_alive()
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+            text = self.scheduler_log_path.read_text(encoding="utf-8", errors="replace")
             for line in text.splitlines():
-                if "TaskInstance Finished:" in line and needle in line:
+                if "TaskInstance Finished:" in line and all(needle in line for needle in needles):
                     return line
             time.sleep(0.5)
         raise AssertionError(f"no executor event for task instance {ti_id} within {timeout:.0f} s\n{self.log_tail()}")
@@ -381,6 +392,12 @@ class AirflowServer:
 
         A task instance going to ``up_for_retry`` counts as a failure at once (the example DAG
         retries with minutes of delay).
+
+        It returns only once the processes of the run's tasks have exited: a task process goes on
+        writing after its task is marked done (Airflow pushes the operator's extra links then), and
+        on SQLite a REST write of the test landing at that moment waits for the database's lock in
+        the API server's event loop, which the task's request needs to commit: both stall until the
+        lock times out.
         """
         deadline = time.monotonic() + timeout
         next_health_check = time.monotonic() + 15
@@ -413,6 +430,9 @@ class AirflowServer:
                 f"run {run_id} of {dag_id} ended {run['state']}, expected {expect}\n"
                 + self.describe_run(dag_id, run_id)
             )
+        for task in self.task_instances(dag_id, run_id):
+            if task["state"] in FINISHED and task.get("pid"):
+                self.wait_executor_event(task["id"], state=task["state"])
         return run
 
     def describe_run(self, dag_id: str, run_id: str) -> str:
@@ -552,8 +572,8 @@ def server_env(url: str, port: int, broker_servers: str, sheets_url: str) -> dic
     )
     conn = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "")
     if conn.startswith("sqlite") and "timeout=" not in conn:
-        # five processes and the CLI write to one SQLite file: wait for its lock rather than fail after 5 s
-        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"{conn}{'&' if '?' in conn else '?'}timeout=60"
+        # wait for the lock rather than fail after SQLite's 5 s
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"{conn}{'&' if '?' in conn else '?'}timeout={SQLITE_LOCK_TIMEOUT}"
     return env
 
 
