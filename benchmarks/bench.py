@@ -761,7 +761,8 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
                             list(server.call("append", args.rows + (run - 1) * INCREMENTAL_ROWS, INCREMENTAL_ROWS))
                         )
                         server.call("reset")
-                        return {**operator_base, "topic": topics[-1], "profile": None}
+                        profile = str(work / "incremental.pstats") if args.profile and run == 1 else None
+                        return {**operator_base, "topic": topics[-1], "profile": profile}
 
                     result = bench.repeated(
                         "incremental",
@@ -770,6 +771,11 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
                         after=lambda r: r.update(server=_server_stats(server)),
                     )
                     result["appended_rows"] = appended
+                    if args.profile:
+                        import pstats
+
+                        stats = pstats.Stats(str(work / "incremental.pstats"), stream=sys.stdout)
+                        stats.sort_stats("cumulative").print_stats(40)
             for name, extra in _format_paths(args):  # the same first load in other formats, in the same run
                 bench.repeated(name, "operator", FormatSpec(server, broker, base, operator_extra, extra))
             if wanted("operator_small"):
@@ -1134,7 +1140,11 @@ def main(argv: list[str] | None = None) -> None:
         help="the Sheets server enforces this many read requests a minute (Google's 429 body) and the operator "
         "paces itself to it (sheets_quota_per_minute): the report gives the quota floor and the time taken",
     )
-    parser.add_argument("--profile", action="store_true", help="profile the first-load operator task (cProfile)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile the first-load operator task and the first incremental run (cProfile)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (task logs, broker log)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where bench.json and bench.md go")
     parser.add_argument("--child", help=argparse.SUPPRESS)

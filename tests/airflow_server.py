@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import psutil
 import pytest
 
 from airflow_provider_sheets.devkit.broker import free_port
@@ -57,7 +58,6 @@ WATCHED_TOPIC = "form-responses"
 #: seconds an Airflow process waits for the SQLite database's lock (five processes and the CLI
 #: write to one file) before its statement fails; a REST call waits longer, for the server's answer
 SQLITE_LOCK_TIMEOUT = 60
-#: states of a run, or of a task instance whose process ran (the scheduler logs its executor event)
 FINISHED = ("success", "failed")
 ACTIVE = ("queued", "running")
 
@@ -81,6 +81,21 @@ _LOG_FIELDS_SHOWN_OR_KNOWN = frozenset(
     }
 )
 _SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+
+
+def wait_exited(pids: list[int], timeout: float = 60.0) -> None:
+    """Wait until the processes ``pids`` have exited (a zombie has: only its parent's reaping is left)."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while True:
+            try:
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"task process {pid} still runs {timeout:.0f} s after its run ended")
+            time.sleep(0.1)
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -223,28 +238,21 @@ class AirflowServer:
         tail = "\n".join(text.splitlines()[-lines:])
         return f"--- last {lines} lines of {self.log_path} ---\n{tail}\n--- end of Airflow log ---"
 
-    @property
-    def scheduler_log_path(self) -> Path:
-        """The file the scheduler's output goes to."""
-        return self.log_path
-
-    def wait_executor_event(self, ti_id: str, timeout: float = 60.0, state: str | None = None) -> str:
+    def wait_executor_event(self, ti_id: str, timeout: float = 60.0) -> str:
         """
         Wait until the scheduler has processed the executor's report of the attempt ``ti_id`` ending.
 
         A deferring task's worker exits after the task is already ``deferred``; until the scheduler
         has taken that exit in, a trigger that fires makes Airflow 3.3 mark the resumed attempt
-        failed (apache/airflow#72716). With ``state``, only a report of the task in that state
-        counts (a deferred and resumed task has one report per process). Returns the scheduler's
-        log line.
+        failed (apache/airflow#72716). Returns the scheduler's log line.
         """
         deadline = time.monotonic() + timeout
-        needles = [f"ti_id={ti_id},", *([f" state={state},"] if state else [])]
+        needle = f"ti_id={ti_id}"
         while time.monotonic() < deadline:
             self._check_alive()
-            text = self.scheduler_log_path.read_text(encoding="utf-8", errors="replace")
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
             for line in text.splitlines():
-                if "TaskInstance Finished:" in line and all(needle in line for needle in needles):
+                if "TaskInstance Finished:" in line and needle in line:
                     return line
             time.sleep(0.5)
         raise AssertionError(f"no executor event for task instance {ti_id} within {timeout:.0f} s\n{self.log_tail()}")
@@ -430,9 +438,7 @@ class AirflowServer:
                 f"run {run_id} of {dag_id} ended {run['state']}, expected {expect}\n"
                 + self.describe_run(dag_id, run_id)
             )
-        for task in self.task_instances(dag_id, run_id):
-            if task["state"] in FINISHED and task.get("pid"):
-                self.wait_executor_event(task["id"], state=task["state"])
+        wait_exited([task["pid"] for task in self.task_instances(dag_id, run_id) if task.get("pid")])
         return run
 
     def describe_run(self, dag_id: str, run_id: str) -> str:

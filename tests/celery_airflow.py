@@ -76,10 +76,6 @@ class CeleryAirflow(AirflowServer):
         self.groups: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
-    def scheduler_log_path(self) -> Path:
-        return self.log_dir / "scheduler.log"
-
-    @property
     def quota_redis_url(self) -> str:
         return f"{self.redis_base_url}/1"
 
