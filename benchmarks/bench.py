@@ -750,9 +750,7 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
 
                 bench.repeated("operator", "operator", operator_spec, after=server_stats)
                 if args.profile:
-                    import pstats
-
-                    pstats.Stats(operator_extra["profile"], stream=sys.stdout).sort_stats("tottime").print_stats(25)
+                    _print_profile(operator_extra["profile"], "tottime", 25)
                 if wanted("incremental"):  # on top of the last run's watermark, each run 100 rows more
                     appended: list[list[int]] = []
 
@@ -772,10 +770,7 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
                     )
                     result["appended_rows"] = appended
                     if args.profile:
-                        import pstats
-
-                        stats = pstats.Stats(str(work / "incremental.pstats"), stream=sys.stdout)
-                        stats.sort_stats("cumulative").print_stats(40)
+                        _print_profile(str(work / "incremental.pstats"), "cumulative", 40)
             for name, extra in _format_paths(args):  # the same first load in other formats, in the same run
                 bench.repeated(name, "operator", FormatSpec(server, broker, base, operator_extra, extra))
             if wanted("operator_small"):
@@ -787,6 +782,13 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
         finally:
             server.stop()
     return bench.results, broker_info
+
+
+def _print_profile(path: str, sort: str, lines: int) -> None:
+    """The top ``lines`` of a child's cProfile dump (``--profile``), by ``sort``."""
+    import pstats
+
+    pstats.Stats(path, stream=sys.stdout).sort_stats(sort).print_stats(lines)
 
 
 def _format_paths(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
