@@ -441,28 +441,36 @@ class AirflowServer:
         wait_exited([task["pid"] for task in self.task_instances(dag_id, run_id) if task.get("pid")])
         return run
 
-    def describe_run(self, dag_id: str, run_id: str) -> str:
-        """Task states and the task logs of a run (for failure messages)."""
+    def describe_run(self, dag_id: str, run_id: str, logs_of_successes: bool = True) -> str:
+        """
+        Task states and the task logs of a run (for failure messages); without
+        ``logs_of_successes``, only the logs of the tasks that did not succeed (a wide mapped run).
+        """
         parts = []
         try:
             for ti in self.task_instances(dag_id, run_id):
-                parts.append(f"task {ti['task_id']}: {ti['state']} (try {ti.get('try_number')})")
+                index = ti.get("map_index", -1)
+                name = ti["task_id"] if index == -1 else f"{ti['task_id']}[{index}]"
+                parts.append(f"task {name}: {ti['state']} (try {ti.get('try_number')}, host {ti.get('hostname')})")
+                if ti["state"] == "success" and not logs_of_successes:
+                    continue
                 for try_number in range(1, (ti.get("try_number") or 0) + 1):
-                    parts.append(self.task_log(dag_id, run_id, ti["task_id"], try_number))
+                    parts.append(self.task_log(dag_id, run_id, ti["task_id"], try_number, index))
         except (AssertionError, httpx.HTTPError) as err:
             parts.append(f"(could not read the task instances: {err})")
         return "\n".join(parts)
 
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        """A task attempt's log as text."""
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
+        """A task attempt's log as text (a mapped task's by its ``map_index``)."""
         path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/logs/{try_number}"
-        response = self.http.get(path, params={"full_content": "true"}, headers={"Accept": "application/json"})
+        params = {"full_content": "true", **({"map_index": str(map_index)} if map_index != -1 else {})}
+        response = self.http.get(path, params=params, headers={"Accept": "application/json"})
         if response.status_code != 200:
             return f"(log of {task_id} try {try_number}: HTTP {response.status_code} {response.text[:300]})"
         content = response.json().get("content")
         if isinstance(content, str):
             return content
-        lines = [f"--- log of {task_id} try {try_number} ---"]
+        lines = [f"--- log of {task_id} (map index {map_index}) try {try_number} ---"]
         for entry in content or []:
             if isinstance(entry, dict):
                 extra = {k: v for k, v in entry.items() if k not in _LOG_FIELDS_SHOWN_OR_KNOWN}

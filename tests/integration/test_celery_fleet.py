@@ -182,7 +182,9 @@ def test_the_fleet_dag_on_two_celery_workers_keeps_the_quota_and_survives_a_kill
         sheets_server.set_read_quota(None)
         sheets_server.clear_faults()
 
-    assert run["state"] == "success"
+    assert run["state"] == "success", (
+        celery_airflow.describe_run(DAG_ID, run_id, logs_of_successes=False) + "\n" + celery_airflow.log_tail()
+    )
     publish = [ti for ti in celery_airflow.task_instances(DAG_ID, run_id) if ti["task_id"] == "publish"]
     assert len(publish) == len(fleet.tabs)
     assert {ti["state"] for ti in publish} == {"success"}
