@@ -60,7 +60,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -337,7 +337,16 @@ def _child_read(spec: dict[str, Any]) -> dict[str, Any]:
     return {"rows": rows, "seconds": time.perf_counter() - started, "sheets_requests": reader.requests}
 
 
-def _run_dag(dag, task_id: str) -> Any:
+def _run_dag(dag, task_id: str, profile: str | None = None) -> Any:
+    """``dag.test()``, and the task's return value; with ``profile``, under cProfile, dumped there."""
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        try:
+            return profiler.runcall(_run_dag, dag, task_id)
+        finally:
+            profiler.dump_stats(profile)
     dag_run = dag.test()
     ti = dag_run.get_task_instance(task_id)
     if ti is None or ti.state != "success":
@@ -352,7 +361,7 @@ def _child_noop(spec: dict[str, Any]) -> dict[str, Any]:
     with DAG(dag_id="bench_noop", schedule=None, catchup=False) as dag:
         PythonOperator(task_id="task", python_callable=lambda: None)
     started = time.perf_counter()
-    _run_dag(dag, "task")
+    _run_dag(dag, "task", spec.get("profile"))
     seconds = time.perf_counter() - started
     return {"rows": 0, "seconds": seconds, "dag_test_s": seconds}
 
@@ -378,14 +387,7 @@ def _child_operator(spec: dict[str, Any]) -> dict[str, Any]:
     with DAG(dag_id="bench_operator", schedule=None, catchup=False) as dag:
         SheetToKafkaOperator(task_id="task", **kwargs)
     started = time.perf_counter()
-    if spec.get("profile"):
-        import cProfile
-
-        profiler = cProfile.Profile()
-        summary = profiler.runcall(_run_dag, dag, "task")
-        profiler.dump_stats(spec["profile"])
-    else:
-        summary = _run_dag(dag, "task")
+    summary = _run_dag(dag, "task", spec.get("profile"))
     return {
         "rows": summary["rows_published"],
         "seconds": summary["duration_s"],
@@ -573,6 +575,12 @@ class Bench:
         )
         return result
 
+    def paired_noop(self, label: str, spec: dict[str, Any]) -> dict[str, float]:
+        """A no-op child run just before a path's run: its figures, as that run's ``noop_*`` keys."""
+        result = self.child(label, "noop", {**spec, "profile": None})
+        del self.results[label]
+        return {f"noop_{key}": result[key] for key in _PAIRED_KEYS}
+
     def repeated(
         self,
         name: str,
@@ -602,23 +610,24 @@ class Bench:
             "children_peak_uss_mb": max(result.get("children_peak_uss_mb", 0) for result in runs),
             "runs": [{key: result.get(key) for key in _RUN_KEYS} for result in runs],
             # the whole-task figures take each of these as the median of its own runs
-            "process_wall_s_median": sorted(result["process_wall_s"] for result in runs)[len(runs) // 2],
-            "process_cpu_s_median": sorted(result["process_cpu_s"] for result in runs)[len(runs) // 2],
+            "process_wall_s_median": _median(result["process_wall_s"] for result in runs),
+            "process_cpu_s_median": _median(result["process_cpu_s"] for result in runs),
         }
         if all(result.get("dag_test_s") is not None for result in runs):
-            chosen["dag_test_s_median"] = sorted(result["dag_test_s"] for result in runs)[len(runs) // 2]
+            chosen["dag_test_s_median"] = _median(result["dag_test_s"] for result in runs)
         self.results[name] = chosen
         return chosen
 
 
+#: the whole-task figures of a run that a paired no-op run's are subtracted from
+_PAIRED_KEYS = ("process_wall_s", "process_cpu_s", "dag_test_s")
 #: what each run of a repeated path keeps under ``runs``
 _RUN_KEYS = (
     "seconds",
     "rows_per_s",
     "cpu_seconds",
-    "process_wall_s",
-    "process_cpu_s",
-    "dag_test_s",
+    *_PAIRED_KEYS,
+    *(f"noop_{key}" for key in _PAIRED_KEYS),
     "peak_rss_mb",
     "quota",
 )
@@ -695,7 +704,8 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
                 bench.child("warmup", "noop", base)
                 del bench.results["warmup"]
                 # the baseline of the whole-task figures: repeated like the paths it is subtracted from
-                bench.repeated("noop", "noop", lambda _: base)
+                noop_profile = str(work / "noop.pstats") if args.profile else None
+                bench.repeated("noop", "noop", lambda run: {**base, "profile": noop_profile if run == 1 else None})
             if wanted("sheets_read"):
                 spec = {**base, **operator_extra, "spreadsheet_id": SPREADSHEET_ID}
                 bench.child("sheets_read", "read", spec)
@@ -753,8 +763,12 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
                     _print_profile(operator_extra["profile"], "tottime", 25)
                 if wanted("incremental"):  # on top of the last run's watermark, each run 100 rows more
                     appended: list[list[int]] = []
+                    paired: list[dict[str, float]] = []
 
                     def incremental_spec(run: int) -> dict[str, Any]:
+                        # each run right after a no-op child of its own: machine noise that drifts over
+                        # minutes (1-2 s on a 12 s child) cancels out of the pair's difference
+                        paired.append(bench.paired_noop(f"incremental-noop-{run}", base))
                         appended.append(
                             list(server.call("append", args.rows + (run - 1) * INCREMENTAL_ROWS, INCREMENTAL_ROWS))
                         )
@@ -766,7 +780,7 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
                         "incremental",
                         "operator",
                         incremental_spec,
-                        after=lambda r: r.update(server=_server_stats(server)),
+                        after=lambda r: r.update(server=_server_stats(server), **paired[-1]),
                     )
                     result["appended_rows"] = appended
                     if args.profile:
@@ -839,32 +853,49 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 _DAG_KINDS = ("noop", "operator", "hook")
 
 
+def _median(values: Iterable[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def _over_noop(result: dict[str, Any], noop: dict[str, Any] | None) -> dict[str, float] | None:
+    """
+    What a path's whole-task figures (:data:`_PAIRED_KEYS`) exceed the no-op task's by: the median of
+    each run's difference with the no-op run just before it when its runs are paired, else its
+    medians minus the ``noop`` path's (``None`` without one).
+    """
+    runs = result.get("runs") or [result]
+    if all(f"noop_{key}" in run for run in runs for key in _PAIRED_KEYS):
+        return {key: _median(run[key] - run[f"noop_{key}"] for run in runs) for key in _PAIRED_KEYS}
+    if noop is None:
+        return None
+    return {key: _figure(result, key) - _figure(noop, key) for key in _PAIRED_KEYS}
+
+
+def _figure(result: dict[str, Any], key: str) -> float:
+    """A path's whole-task figure: the median of its runs when it was repeated."""
+    return result.get(f"{key}_median", result[key])
+
+
 def _whole_task(results: dict[str, Any]) -> None:
     """
     Add to every ``dag.test()`` path its whole-task figures: the child process's wall and CPU
-    seconds (medians of the runs of a repeated path) minus the no-op child's, and rows/s on that
-    wall time.
+    seconds and its ``dag.test()`` time over the no-op task's (:func:`_over_noop`), and rows/s on
+    that wall time.
     """
-
-    def wall(result: dict[str, Any]) -> float:
-        return result.get("process_wall_s_median", result["process_wall_s"])
-
-    def cpu(result: dict[str, Any]) -> float:
-        return result.get("process_cpu_s_median", result["process_cpu_s"])
-
-    def dag_test(result: dict[str, Any]) -> float:
-        return result.get("dag_test_s_median", result["dag_test_s"])
-
     noop = results.get("noop")
     for name, result in results.items():
-        if name == "noop" or result.get("dag_test_s") is None or noop is None:
+        if name == "noop" or result.get("dag_test_s") is None:
             continue
-        over = wall(result) - wall(noop)
-        result["task_s_over_noop"] = round(over, 3)
-        result["task_cpu_s_over_noop"] = round(cpu(result) - cpu(noop), 2)
+        over = _over_noop(result, noop)
+        if over is None:
+            continue
+        wall = over["process_wall_s"]
+        result["task_s_over_noop"] = round(wall, 3)
+        result["task_cpu_s_over_noop"] = round(over["process_cpu_s"], 2)
         # the same within the child, from dag.test()'s call to its return (no interpreter start, imports)
-        result["dag_test_s_over_noop"] = round(dag_test(result) - dag_test(noop), 3)
-        result["task_rows_per_s"] = round(result["rows"] / over, 1) if over > 0 and result["rows"] else None
+        result["dag_test_s_over_noop"] = round(over["dag_test_s"], 3)
+        result["task_rows_per_s"] = round(result["rows"] / wall, 1) if wall > 0 and result["rows"] else None
     for result in results.values():
         if "task_rows_per_s" in result:
             result["task_vs_hook_async"] = _ratio(
@@ -1082,7 +1113,9 @@ def _whole_task_lines(report: dict[str, Any], cell: Callable[..., str]) -> list[
             if noop
             else "Without the `noop` path nothing is subtracted, "
         )
-        + "so what is left is what the task itself costs, its teardown included. × hook async compares rows/s "
+        + "so what is left is what the task itself costs, its teardown included. Each run of the incremental "
+        "path comes right after a no-op run of its own, and its figures over no-op are the medians of those pairs' "
+        "differences (the drift of a slow machine over minutes cancels out). × hook async compares rows/s "
         "with `hook_async` (GSheetsHook + ProduceToTopicOperator) taken the same way; execute only is the ratio "
         "of the first table. Whole-process wall and CPU s of a repeated path are the medians of its runs (each "
         "run wall s lists them all); execute s and broker CPU s are those of its run of median execute time. "
@@ -1145,7 +1178,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="profile the first-load operator task and the first incremental run (cProfile)",
+        help="profile the first no-op task, the first-load operator task and the first incremental run (cProfile;"
+        " with --keep, their .pstats stay in the work directory)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (task logs, broker log)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where bench.json and bench.md go")

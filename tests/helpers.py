@@ -140,6 +140,16 @@ def run_dag(dag, task_id: str, **test_kwargs: Any) -> RunResult:
     return RunResult(state=str(dag_run.state), summary=summary, run_id=dag_run.run_id)
 
 
+def get_xcom(dag_id: str, run_id: str, task_id: str, key: str) -> Any:
+    """A task's XCom value read straight from the metadata DB (``None`` when absent)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        found = session.scalars(XComModel.get_many(run_id=run_id, key=key, task_ids=task_id, dag_ids=dag_id)).first()
+        return None if found is None else XComModel.deserialize_value(found)
+
+
 def get_variable(key: str) -> dict[str, Any] | None:
     """A Variable's JSON value read straight from the metadata DB (``None`` when absent)."""
     from airflow.models.variable import Variable

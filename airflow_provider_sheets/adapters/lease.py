@@ -160,7 +160,17 @@ class WatermarkLease:
 
     def renew(self) -> None:
         """Extend the lease; raise :class:`WatermarkConflictError` if another run took it over."""
-        if not self._run(self.protocol.renew()):
+        self._held_or_raise(self._run(self.protocol.renew()))
+
+    def keep(self) -> None:
+        """
+        Before moving the watermark: renew the lease unless its claim is recent enough that no run can
+        have taken it over (no request then); raise :class:`WatermarkConflictError` if one did.
+        """
+        self._held_or_raise(self._run(self.protocol.keep()))
+
+    def _held_or_raise(self, held: bool) -> None:
+        if not held:
             raise WatermarkConflictError(
                 f"the lease {self.key!r} was taken over by {(self.seen or {}).get('owner', 'nobody')} while this "
                 f"run was publishing (did it run longer than the lease ttl without renewing?); the watermark is "

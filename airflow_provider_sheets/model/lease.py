@@ -291,6 +291,20 @@ class LeaseProtocol:
         yield Put(self.holder_key, self.record(wall, held=True))
         return True
 
+    def keep(self) -> Steps:
+        """
+        Make sure the lease is still held before an effect that needs it (moving the watermark): renew
+        it (:meth:`renew`) unless this run dated its claim less than a quarter of ``ttl`` ago, when no
+        run can have found the claim expired yet, so none can have taken the lease over (half of
+        ``ttl`` is what :meth:`_not_over_me` allows; the rest is margin for the clocks of two hosts).
+
+        Returns whether the lease is held.
+        """
+        sent, _ = yield CLOCK
+        if self.held and sent - self._dated_at < self.ttl / 4:
+            return True
+        return (yield from self.renew())
+
     def _not_over_me(self, claim: dict | None, sent: float) -> bool:
         """Whether ``claim`` is one no other run takes the lease on: gone, or not written over this run's."""
         return (

@@ -285,7 +285,7 @@ class BatchRun:
                     publisher.transactional_id,
                 )
                 if self.lease is not None:
-                    self.lease.renew()  # an attempt that stalled before its transaction opened stops here
+                    self.lease.keep()  # an attempt that stalled before its transaction opened stops here
         previous = store.get()
         if self.settings.delivery == EXACTLY_ONCE:
             previous = self.checkpointed(store, previous)
@@ -576,7 +576,7 @@ class BatchRun:
     def move_watermark(self, store: WatermarkStore, watermark: Watermark) -> int:
         """Set the watermark, unless (outside a full refresh) it is already beyond; never backwards."""
         if self.lease is not None:
-            self.lease.renew()
+            self.lease.keep()
         current = store.get()
         if (
             self.plan.mode not in (FULL_REFRESH, RECONCILE)

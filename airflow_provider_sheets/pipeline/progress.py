@@ -53,7 +53,7 @@ class Checkpointer:
             self.log.info("Checkpoint skipped: rows up to %s are not all acknowledged yet.", row)
             return
         if lease is not None:
-            lease.renew()
+            lease.keep()
         current = self.store.get()
         if current is not None and current.last_row >= row:
             return

@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 
 from airflow_provider_sheets.devkit.sample import FORMS_HEADER, FORMS_TAB, forms_rows
-from tests.helpers import consume_all, get_variable, run_operator, use_kafka
+from tests.helpers import consume_all, get_variable, get_xcom, run_operator, use_kafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 
@@ -185,6 +185,9 @@ def test_tab_not_found_lists_the_tabs(connections, sheets_server, topic):
         spreadsheet_id=sid, sheet_name="Responses", topic=topic, api_endpoint=connections["api_endpoint"]
     )
     assert result.state == "failed"
+    # the failed attempt still records what its links point at (the spreadsheet: the tab is unknown)
+    recorded = get_xcom("sheets_it", result.run_id, "publish", "sheets_link")
+    assert recorded == {"spreadsheet_id": sid, "sheet_id": None, "topic": topic}
 
 
 def test_typed_values_and_event_time_on_apache_kafka(connections, sheets_server, broker, keeping_topic):

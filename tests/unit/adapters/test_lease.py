@@ -320,3 +320,19 @@ def test_renew_raises_after_a_takeover(store):
     with pytest.raises(WatermarkConflictError, match="taken over by other_dag/run/publish"):
         mine.renew()
     assert not mine.held
+
+
+def test_keep_makes_no_request_on_a_fresh_lease_and_renews_an_old_one(store):
+    mine = lease(ttl=0.4, settle=0.01)
+    mine.acquire()
+    before = len(store.log)
+    mine.keep()
+    assert len(store.log) == before, "a claim dated under a quarter of ttl ago needs no renewal"
+    expires = json.loads(store.values[LEASE_KEY])["expires_at"]
+    time.sleep(0.11)
+    mine.keep()
+    assert json.loads(store.values[LEASE_KEY])["expires_at"] > expires
+    time.sleep(0.11)
+    store.claim("other_dag/run/publish", token="taker", over=mine.token)
+    with pytest.raises(WatermarkConflictError, match="taken over by other_dag/run/publish"):
+        mine.keep()

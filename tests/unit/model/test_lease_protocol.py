@@ -320,3 +320,54 @@ def test_a_claim_left_by_a_dead_run_over_the_holders_does_not_block_the_lease(va
 def test_each_piece_of_the_protocol_is_needed(variant):
     violations, _, _ = simulate(range(4000), variant)
     assert violations, f"{variant.__name__}: no schedule put two runs in together"
+
+
+def _drive(steps, store: dict[str, str], now: list[float], requests: list[str]):
+    """Answer a protocol's operations on ``store`` at the time ``now[0]``, recording each request."""
+    answer = None
+    try:
+        while True:
+            op = steps.send(answer)
+            answer = None
+            if isinstance(op, Clock):
+                answer = (now[0], now[0])
+            elif isinstance(op, Sleep):
+                now[0] += op.seconds
+            elif isinstance(op, Get):
+                requests.append(f"get {op.key}")
+                answer = store.get(op.key)
+            elif isinstance(op, Put):
+                requests.append(f"put {op.key}")
+                store[op.key] = op.value
+            else:
+                requests.append(f"delete {op.key}")
+                store.pop(op.key, None)
+    except StopIteration as done:
+        return done.value
+
+
+@pytest.mark.parametrize(
+    ("after", "taken_over", "held", "requests"),
+    [
+        pytest.param(0.0, False, True, 0, id="just-taken: no request"),
+        pytest.param(24.8, False, True, 0, id="under-a-quarter-of-ttl (the settle included)"),
+        pytest.param(25.0, False, True, 3, id="a-quarter-of-ttl: renewed"),
+        pytest.param(60.0, True, False, 1, id="old-and-taken-over: lost"),
+        pytest.param(10.0, True, True, 0, id="recent: a takeover is not possible yet"),
+    ],
+)
+def test_keep_renews_only_a_claim_old_enough_to_be_taken_over(after, taken_over, held, requests):
+    """ttl 100 s: another run can find the claim expired only after 100 s; keep() renews from 25 s on."""
+    store: dict[str, str] = {}
+    now, log = [0.0], []
+    mine = LeaseProtocol(KEY, "dag/run/publish", "token-mine", ttl=100.0, settle=0.1, wait=10.0)
+    assert _drive(mine.confirm(), store, now, log)
+    now[0] += after
+    if taken_over:
+        taker = LeaseProtocol(KEY, "other/run/publish", "token-taker", ttl=100.0, settle=0.1, wait=10.0)
+        store[mine.claim_key] = taker.record(now[0], over="token-mine")
+    log.clear()
+    assert _drive(mine.keep(), store, now, log) is held
+    assert len(log) == requests, log
+    if requests == 3:
+        assert log == [f"get {mine.claim_key}", f"put {mine.claim_key}", f"put {mine.holder_key}"]

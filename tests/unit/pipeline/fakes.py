@@ -346,6 +346,9 @@ class FakeLease:
     def renew(self) -> None:
         self.journal.append(("lease.renew", self.watermark_key))
 
+    def keep(self) -> None:
+        self.journal.append(("lease.keep", self.watermark_key))
+
     def release(self) -> None:
         self.journal.append(("lease.release", self.watermark_key))
         self.held = False

@@ -796,12 +796,12 @@ def test_the_order_of_effects(delivery):
         "lease.confirm",
         "publisher.begin",
     ]
-    expected += ["lease.renew"] if delivery == EXACTLY_ONCE else []  # an attempt fenced while it stalled stops here
+    expected += ["lease.keep"] if delivery == EXACTLY_ONCE else []  # an attempt fenced while it stalled stops here
     expected += ["store.get"]
     expected += ["checkpoint"] if delivery == EXACTLY_ONCE else []
     expected += ["read", "publisher.send_many"]
     expected += ["publisher.send"] if delivery == EXACTLY_ONCE else []  # the checkpoint
-    expected += ["publisher.finish", "lease.renew", "store.get", "store.set", "publisher.close", "lease.release"]
+    expected += ["publisher.finish", "lease.keep", "store.get", "store.set", "publisher.close", "lease.release"]
     assert events == expected
     assert begin < events.index("store.get")
     assert h.stores.keys == ["my.key"]

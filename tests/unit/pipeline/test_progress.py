@@ -99,12 +99,12 @@ def test_a_checkpoint_writes_the_position_after_the_last_row_sent(clock, journal
     assert "Checkpoint: every row up to 9 is acknowledged; watermark moved there." in caplog.text
 
 
-def test_a_checkpoint_comes_only_after_the_settle_then_renews_the_lease_then_writes(clock, journal, position):
+def test_a_checkpoint_comes_only_after_the_settle_then_keeps_the_lease_then_writes(clock, journal, position):
     publisher, store, lease = parts(journal)
     checkpointer = Checkpointer(publisher, store, position, 10, LOG)
     clock.now += 10
     checkpointer.maybe(result(4), lease)
-    assert journal.events() == ["publisher.settle", "lease.renew", "store.get", "store.set"]
+    assert journal.events() == ["publisher.settle", "lease.keep", "store.get", "store.set"]
 
 
 def test_a_checkpoint_without_a_lease_still_writes(clock, journal, position):
