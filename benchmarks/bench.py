@@ -865,7 +865,7 @@ def _over_noop(result: dict[str, Any], noop: dict[str, Any] | None) -> dict[str,
     medians minus the ``noop`` path's (``None`` without one).
     """
     runs = result.get("runs") or [result]
-    if all(f"noop_{key}" in run for run in runs for key in _PAIRED_KEYS):
+    if all(run.get(f"noop_{key}") is not None for run in runs for key in _PAIRED_KEYS):
         return {key: _median(run[key] - run[f"noop_{key}"] for run in runs) for key in _PAIRED_KEYS}
     if noop is None:
         return None
