@@ -11,7 +11,7 @@ its claim reads back, before and after it writes its own holder record. A run th
 held waits (``wait`` seconds, polling) and then fails with :class:`WatermarkConflictError` naming
 the holder. A lease expires ``ttl`` seconds after its last renewal (the holder renews it while it
 runs), so a killed worker blocks others for at most ``ttl``; a retry of the same task in the same
-DAG run takes its own lease over at once (once the killed try had taken it).
+DAG run takes its own lease over at once, whether the killed try held it or was killed taking it.
 
 Taking the lease is split in two: :meth:`WatermarkLease.claim` reads the lease and, when it is
 free for this run, writes the claim; the run then does work that needs no lease and has no effect
@@ -142,7 +142,10 @@ class WatermarkLease:
             )
         if not held:
             raise self._conflict()
-        log.info("Took the lease %r.", self.key)
+        if self.protocol.inherited is not None:
+            log.info("Took the lease %r over from a killed try of this task.", self.key)
+        else:
+            log.info("Took the lease %r.", self.key)
 
     def acquire(self) -> None:
         """Take the lease, waiting up to ``wait`` seconds for another holder: :meth:`claim`, then :meth:`confirm`."""

@@ -11,9 +11,9 @@ deletes of two Variables beside the watermark ``<key>``:
 
 A run reads the claim and, when it is free for it (absent, expired, its own or its task's), writes
 its own, then lets ``settle`` pass (doing work with no effect meanwhile). Then it reads the holder
-record, which must be absent or expired (or a dead try's of its task, marked ``held``), reads its
-claim back, writes its holder record, and reads its claim back once more: it takes the lease only
-if the claim is still its own.
+record, which must be absent or expired (or a dead try's of its task: marked ``held``, or *inherited*,
+below), reads its claim back, writes its holder record, and reads its claim back once more: it takes
+the lease only if the claim is still its own.
 
 **Why no two runs hold the lease together, whatever the timing of reads and writes.** Say runs A
 and B both took it, A's claim landed first (``a1 < b1``), A read it back for the last time at
@@ -36,6 +36,16 @@ the lease meanwhile), unless its holder record returned less than :data:`QUICK_S
 after the read-back before it: then no run can have written its own holder record in between (it
 would have to claim after that read-back and let ``settle`` pass first), and the record is deleted.
 A record left behind blocks the lease until it expires, as a killed holder's claim does.
+
+**A retry inherits the records of the try it follows.** A try killed between writing its holder
+record and marking it ``held`` leaves a record that would keep every run out until it expires, its
+task's retry included. So a run that finds the claim of a dead try of its task also reads the holder
+record before writing its claim; if that record is the same try's (same token), the run inherits it:
+it is not in the way for this run. That is safe: the claim was still the dead try's, so no claim
+landed after its last one, so no run took the lease since (a run takes it only on a claim that is
+still its own after its holder record landed), and none before it (the dead try read the holder
+record free after its claim landed, or it would not have written its own); and every other run finds
+the inherited record, or this run's over it, in its way.
 
 **The holder keeps its lease**: its renewal writes its claim and holder record again over a claim
 that was not written over its own (``over`` is not its token: one of a run that does not take the
@@ -147,6 +157,8 @@ class LeaseProtocol:
         self._wrote_claim = False
         #: monotonic time of the read whose wall clock dated this run's last claim record
         self._dated_at = -math.inf
+        #: the token of a dead try of this run's task whose claim and holder record this run found together
+        self.inherited: str | None = None
 
     # -- records -----------------------------------------------------------------------------------
 
@@ -184,9 +196,14 @@ class LeaseProtocol:
         wrote once it held the lease (``held``). A record its run left behind, not taking the lease,
         may stand over a holder's, this run's own included.
         """
-        if holder is None or (holder.get("held") is True and holder.get("owner") == self.owner):
+        if holder is None:
+            return False
+        if holder.get("owner") == self.owner and (holder.get("held") is True or self._inherits(holder)):
             return False
         return self._live(holder, wall)
+
+    def _inherits(self, record: dict) -> bool:
+        return self.inherited is not None and record.get("token") == self.inherited
 
     # -- claim, confirm ----------------------------------------------------------------------------
 
@@ -205,6 +222,11 @@ class LeaseProtocol:
             self.seen = record
             self.claimed_at = None
             return False
+        if record is not None and record.get("owner") == self.owner and not self.mine(record):
+            # a dead try's claim: its holder record, if it is there too, is this run's to take over
+            holder = parse((yield Get(self.holder_key)))
+            if holder is not None and holder.get("owner") == self.owner and holder.get("token") == record.get("token"):
+                self.inherited = record.get("token")
         yield Put(self.claim_key, self.record(wall, over=record.get("token") if record else None))
         self.claimed_at, _ = yield CLOCK
         self._wrote_claim, self._dated_at = True, sent

@@ -173,7 +173,7 @@ class SheetNewRowsSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         count = self._check()
-        links.persist(context, self.spreadsheet_id, self.probe.tab().sheet_id, self.topic)
+        links.record(self, self.spreadsheet_id, self.probe.tab().sheet_id, self.topic)
         done = count is not None and count >= self.min_rows
         return PokeReturnValue(is_done=done, xcom_value=count if done else None)
 
@@ -182,7 +182,7 @@ class SheetNewRowsSensor(BaseSensorOperator):
             return super().execute(context)
         count = self._check()
         info = self.probe.tab()
-        links.persist(context, self.spreadsheet_id, info.sheet_id, self.topic)
+        links.persist(context, self, self.spreadsheet_id, info.sheet_id, self.topic)  # the trigger resumes elsewhere
         if count is not None and count >= self.min_rows:
             return count
         self.defer(

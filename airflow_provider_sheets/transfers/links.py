@@ -2,9 +2,14 @@
 Extra links on the operator's and the sensor's task instances: **Google Sheet** (the tab, by its
 gid) and **Topic** (the topic in a Kafka UI, from the provider's ``[sheets_to_kafka]
 kafka_ui_topic_url`` setting, e.g. ``http://kafka-ui:8080/ui/clusters/local/all-topics/{topic}``;
-no link when it is not set). Both read what the task recorded under the XCom key ``sheets_link``
-(its spreadsheet, tab and topic), so a link works for each attempt as it ran, and building it makes
-no request.
+no link when it is not set).
+
+When an attempt ends, Airflow's task runner builds each link in the task's process and keeps it as
+an XCom, which the UI reads; the links are built from what the running task recorded on itself
+(:func:`record`: its spreadsheet, tab and topic), so a link shows each attempt as it ran, a failed
+one too, and building it makes no request. A task that resumes in another process (a deferred
+sensor) also keeps that record as the XCom ``sheets_link`` (:func:`persist`), which the links fall
+back on.
 """
 
 from __future__ import annotations
@@ -33,15 +38,29 @@ def topic_url(template: str, topic: str) -> str:
     return template.replace("{topic}", quote(topic, safe="")) if template and topic else ""
 
 
-def persist(context: Any, spreadsheet_id: str, sheet_id: int | None, topic: str | None) -> None:
-    """Record what the links point at for this task instance (nothing without one, e.g. a bare poke)."""
+#: the attribute of the running task that holds what its links point at
+ATTRIBUTE = "sheets_link_target"
+
+
+def record(task: Any, spreadsheet_id: str, sheet_id: int | None, topic: str | None) -> dict[str, Any]:
+    """Record on the running ``task`` what its links point at (the links of this attempt are built from it)."""
+    target = {"spreadsheet_id": spreadsheet_id, "sheet_id": sheet_id, "topic": topic}
+    setattr(task, ATTRIBUTE, target)
+    return target
+
+
+def persist(context: Any, task: Any, spreadsheet_id: str, sheet_id: int | None, topic: str | None) -> None:
+    """:func:`record`, and keep it as an XCom for a process that resumes the task (nothing without a task instance)."""
+    target = record(task, spreadsheet_id, sheet_id, topic)
     ti = context.get("ti") if hasattr(context, "get") else None
-    if ti is None:
-        return
-    ti.xcom_push(key=XCOM_KEY, value={"spreadsheet_id": spreadsheet_id, "sheet_id": sheet_id, "topic": topic})
+    if ti is not None:
+        ti.xcom_push(key=XCOM_KEY, value=target)
 
 
-def _recorded(ti_key: Any) -> dict[str, Any]:
+def _recorded(operator: Any, ti_key: Any) -> dict[str, Any]:
+    recorded = getattr(operator, ATTRIBUTE, None)
+    if isinstance(recorded, dict):
+        return recorded
     from airflow.sdk.execution_time.xcom import XCom
 
     value = XCom.get_value(key=XCOM_KEY, ti_key=ti_key)
@@ -54,7 +73,7 @@ class GoogleSheetLink(BaseOperatorLink):
     name = "Google Sheet"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        recorded = _recorded(ti_key)
+        recorded = _recorded(operator, ti_key)
         if not recorded.get("spreadsheet_id"):
             return ""
         return sheet_url(recorded["spreadsheet_id"], recorded.get("sheet_id"))
@@ -69,4 +88,4 @@ class TopicLink(BaseOperatorLink):
         from airflow.configuration import conf
 
         template = conf.get(CONFIG_SECTION, KAFKA_UI_OPTION, fallback="") or ""
-        return topic_url(template, str(_recorded(ti_key).get("topic") or ""))
+        return topic_url(template, str(_recorded(operator, ti_key).get("topic") or ""))

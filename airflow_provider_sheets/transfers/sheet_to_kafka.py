@@ -299,12 +299,9 @@ class SheetToKafkaOperator(BaseOperator):
             try_number=getattr(ti, "try_number", None),
             data_interval=(context.get("data_interval_start"), context.get("data_interval_end")),
         )
-        try:
-            summary = self.summary = BatchRun(settings, run, Ports(self.reader), self.log).execute()
-        except BaseException:  # a failed attempt links to the spreadsheet and topic too (one XCom either way)
-            links.persist(context, settings.spreadsheet_id, None, settings.topic)
-            raise
-        links.persist(context, settings.spreadsheet_id, summary.sheet_id, settings.topic)
+        links.record(self, settings.spreadsheet_id, None, settings.topic)  # a failed attempt links there
+        summary = self.summary = BatchRun(settings, run, Ports(self.reader), self.log).execute()
+        links.record(self, settings.spreadsheet_id, summary.sheet_id, settings.topic)
         emitted = assets.emit(context, self.default_alias, settings, summary) if self.default_alias else None
         if emitted is not None:
             self.log.info(emitted)

@@ -185,9 +185,9 @@ def test_tab_not_found_lists_the_tabs(connections, sheets_server, topic):
         spreadsheet_id=sid, sheet_name="Responses", topic=topic, api_endpoint=connections["api_endpoint"]
     )
     assert result.state == "failed"
-    # the failed attempt still records what its links point at (the spreadsheet: the tab is unknown)
-    recorded = get_xcom("sheets_it", result.run_id, "publish", "sheets_link")
-    assert recorded == {"spreadsheet_id": sid, "sheet_id": None, "topic": topic}
+    # the failed attempt still links to the spreadsheet (its tab is unknown): the link Airflow kept for the UI
+    link = get_xcom("sheets_it", result.run_id, "publish", "_link_GoogleSheetLink")
+    assert link == f"https://docs.google.com/spreadsheets/d/{sid}/edit"
 
 
 def test_typed_values_and_event_time_on_apache_kafka(connections, sheets_server, broker, keeping_topic):

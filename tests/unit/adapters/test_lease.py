@@ -220,6 +220,20 @@ def test_a_holder_record_a_try_of_the_same_task_left_behind_keeps_its_retry_out(
     assert json.loads(store.values[HOLDER_KEY])["token"] == "the-killed-attempt"
 
 
+def test_a_retry_takes_over_a_lease_its_try_was_killed_taking(store, caplog):
+    """The killed try's claim still stands over its holder record, not yet marked held: the retry inherits it."""
+    store.claim("dag/scheduled__1/publish", token="the-killed-attempt")
+    store.claim("dag/scheduled__1/publish", token="the-killed-attempt", key=HOLDER_KEY, held=False)
+    mine = lease("dag/scheduled__1/publish", wait=0.4)
+    started = time.monotonic()
+    with caplog.at_level("INFO", logger=lease_module.__name__):
+        mine.acquire()
+    assert mine.held
+    assert time.monotonic() - started < SETTLE + 0.1
+    assert "over from a killed try of this task" in caplog.text
+    assert json.loads(store.values[HOLDER_KEY])["token"] == mine.token
+
+
 def test_a_claim_older_than_half_its_ttl_is_written_and_settled_again(store):
     """Work that ran past half the ttl must not confirm a claim others may soon see as expired."""
     mine = lease(ttl=1.0)

@@ -31,6 +31,9 @@ class Plan:
     fail_before_confirm: bool
     die_after: int | None
     owner: str | None = None
+    #: the next try of the same task, started this long after this one died (two tries never run at once)
+    retry: Plan | None = None
+    retry_after: float = 0.0
 
 
 @dataclass
@@ -66,8 +69,9 @@ class Simulation:
             return self.rng.uniform(0, 3 * SETTLE)  # a stalled API server, a GC pause
         return self.rng.uniform(0, 0.03 * SETTLE)
 
-    def run(self, runs: list[Run], until: float = 300.0) -> None:
-        for run in runs:
+    def run(self, runs: list[Run], until: float = 300.0, protocol=LeaseProtocol) -> None:
+        self.runs, self.protocol = runs, protocol
+        for run in list(runs):
             self.at(run.plan.start, self.resume, run, script(run), None)
         while self._queue:
             when, _, action, args = heapq.heappop(self._queue)
@@ -90,6 +94,7 @@ class Simulation:
                 if run.entered is not None:
                     run.held.append((run.entered, self.now))
                     run.entered = None
+                self.retry(run)
                 return  # the worker died: nothing more from this run
             if isinstance(op, Sleep):
                 if run.entered is None and not run.held:
@@ -98,6 +103,15 @@ class Simulation:
                 return
             self.request(run, gen, op)
             return
+
+    def retry(self, dead: Run) -> None:
+        """Start the next try of a dead run's task, if its plan has one (its requests in flight still land)."""
+        if dead.plan.retry is None:
+            return
+        name = f"{dead.name}'"
+        retry = Run(name, lease(self.protocol, name, dead.protocol.owner), dead.plan.retry)
+        self.runs.append(retry)
+        self.at(self.now + dead.plan.retry_after, self.resume, retry, script(retry), None)
 
     def request(self, run: Run, gen, op) -> None:
         land, done_after = self.now + self.latency(), self.latency()
@@ -145,17 +159,25 @@ def lease(protocol, name: str, owner: str | None = None, settle: float = SETTLE)
     return protocol(KEY, owner, f"token-{name}", ttl=100 * SETTLE, settle=settle, wait=8 * SETTLE)
 
 
+def random_plan(rng: random.Random, tries: int = 2) -> Plan:
+    """A run's plan; one that dies is retried (up to ``tries`` in all) half the time."""
+    die_after = rng.randint(1, 12) if rng.random() < 0.1 else None
+    retry = random_plan(rng, tries - 1) if die_after is not None and tries > 1 and rng.random() < 0.5 else None
+    return Plan(
+        start=rng.uniform(0, 1.5 * SETTLE),
+        work=rng.choice([0.0, rng.uniform(0, 1.5 * SETTLE)]),
+        hold=[rng.uniform(0.02, 0.8 * SETTLE) for _ in range(rng.randint(1, 3))],
+        fail_before_confirm=rng.random() < 0.15,
+        die_after=die_after,
+        retry=retry,
+        retry_after=rng.uniform(0, 3 * SETTLE),
+    )
+
+
 def random_runs(rng: random.Random, protocol=LeaseProtocol, settle: float = SETTLE) -> list[Run]:
     runs = []
     for i in range(rng.choice([2, 2, 3, 4])):
-        plan = Plan(
-            start=rng.uniform(0, 1.5 * SETTLE),
-            work=rng.choice([0.0, rng.uniform(0, 1.5 * SETTLE)]),
-            hold=[rng.uniform(0.02, 0.8 * SETTLE) for _ in range(rng.randint(1, 3))],
-            fail_before_confirm=rng.random() < 0.15,
-            die_after=rng.randint(1, 12) if rng.random() < 0.1 else None,
-        )
-        runs.append(Run(f"r{i}", lease(protocol, f"r{i}", settle=settle), plan))
+        runs.append(Run(f"r{i}", lease(protocol, f"r{i}", settle=settle), random_plan(rng)))
     return runs
 
 
@@ -173,7 +195,7 @@ def simulate(seeds: range, protocol=LeaseProtocol, settle: float = SETTLE):
     for seed in seeds:
         rng = random.Random(seed)
         runs = random_runs(rng, protocol, settle)
-        Simulation(rng).run(runs)
+        Simulation(rng).run(runs, protocol=protocol)
         if found := overlaps(runs):
             violations.append((seed, found))
         entries += sum(len(run.held) for run in runs)
@@ -209,7 +231,7 @@ def test_a_lone_run_waits_the_settle_and_makes_seven_requests():
 
 def _scripted(protocol, plans: dict[str, Plan], slow: dict[tuple[str, int], tuple[float, float]]) -> list[Run]:
     runs = [Run(name, lease(protocol, name, plan.owner), plan) for name, plan in plans.items()]
-    Simulation(random.Random(0), scripted=slow).run(runs)
+    Simulation(random.Random(0), scripted=slow).run(runs, protocol=protocol)
     return runs
 
 
@@ -236,6 +258,22 @@ class TrustingItsOwnHolderRecord(LeaseProtocol):
 
     def holder_in_the_way(self, holder, wall):
         return super().holder_in_the_way(holder, wall) and not (self.mine(holder) or holder.get("owner") == self.owner)
+
+
+class TrustingItsTasksRecords(LeaseProtocol):
+    """Any holder record of a dead try of its task is free for a run, whether it inherited it or not."""
+
+    def holder_in_the_way(self, holder, wall):
+        if holder is not None and holder.get("owner") == self.owner and not self.mine(holder):
+            return False
+        return super().holder_in_the_way(holder, wall)
+
+
+class NotInheriting(LeaseProtocol):
+    """A retry never inherits a dead try's holder record that is not marked held."""
+
+    def _inherits(self, record):
+        return False
 
 
 class WithoutHolderCheck(LeaseProtocol):
@@ -274,6 +312,17 @@ SCHEDULES = {
         },
         {("B", 4): (2.48, 0.0), ("A", 1): (1.1, 0.0), ("W", 1): (3.0, 0.0)},
         (TrustingItsOwnHolderRecord,),
+    ),
+    # the same, but B dies once its late holder record is written, and its retry B' claims at 5.5:
+    # the claim is gone, not B's, so B' does not inherit B's record, which keeps it out while A holds
+    "a dead try's holder record left behind": (
+        {
+            "A": Plan(0.0, 0.0, [10.0], False, None),
+            "B": Plan(0.0, 0.0, [1.0], False, 7, retry=Plan(0.0, 0.0, [1.0], False, None), retry_after=2.0),
+            "W": Plan(0.0, 0.0, [], True, None),
+        },
+        {("B", 4): (2.48, 0.0), ("A", 1): (1.1, 0.0), ("W", 1): (3.0, 0.0)},
+        (TrustingItsTasksRecords,),
     ),
 }
 
@@ -314,6 +363,25 @@ def test_a_claim_left_by_a_dead_run_over_the_holders_does_not_block_the_lease(va
         assert runs[2].slept_before_entry == pytest.approx(SETTLE)
     else:
         assert not runs[2].held, "C waited for B's claim to expire"
+
+
+@pytest.mark.parametrize("variant", [LeaseProtocol, NotInheriting])
+def test_a_retry_takes_over_the_holder_record_its_killed_try_left_unmarked(variant):
+    """
+    A is killed between writing its holder record and marking it held; its task's retry A' comes a
+    second later: it inherits A's record and takes the lease after one settle, instead of waiting for
+    the record to expire (100 settles) and giving up after 8.
+    """
+    plans = {"A": Plan(0.0, 0.0, [1.0], False, 6, retry=Plan(0.0, 0.0, [1.0], False, None), retry_after=1.0)}
+    runs = _scripted(variant, plans, {})
+    assert not runs[0].held
+    retry = runs[1]
+    if variant is LeaseProtocol:
+        assert retry.held, "the retry took the lease"
+        assert retry.slept_before_entry == pytest.approx(SETTLE)
+        assert retry.protocol.inherited == runs[0].protocol.token
+    else:
+        assert not retry.held, "the retry waited for the record to expire and gave up"
 
 
 @pytest.mark.parametrize("variant", [WithoutHolderCheck, EnteringWithoutReadingBack])
