@@ -421,17 +421,20 @@ def _child_warm(spec: dict[str, Any]) -> dict[str, Any]:
     hook = GSheetsHook(api_endpoint=spec["api_endpoint"])
     appended = [spec["first_row"]]
 
-    def timed(dag, append: bool) -> tuple[float, float | None]:
+    def timed(dag, append: bool, profile: str | None = None) -> tuple[float, float | None]:
         if append:
             hook.append_values(spec["spreadsheet_id"], TAB, bench_rows(appended[-1], INCREMENTAL_ROWS, spec["cols"]))
             appended.append(appended[-1] + INCREMENTAL_ROWS)
         started = time.perf_counter()
-        summary = _run_dag(dag, "task")
+        summary = _run_dag(dag, "task", profile)
         return time.perf_counter() - started, summary["duration_s"] if append else None
 
     first_noop, _ = timed(noop, False)
     first_incremental, first_execute = timed(operator, True)
     pairs = [(timed(noop, False)[0], *timed(operator, True)) for _ in range(spec["pairs"])]
+    if spec.get("profile"):  # one more pair, profiled (not counted)
+        timed(noop, False, f"{spec['profile']}-noop.pstats")
+        timed(operator, True, f"{spec['profile']}-incremental.pstats")
     over = sorted(incremental - no_op for no_op, incremental, _ in pairs)
     return {
         "rows": INCREMENTAL_ROWS,
@@ -832,7 +835,9 @@ def _run_in(args: argparse.Namespace, work: Path, small_rows: int, wanted) -> tu
                     # the same in one warm process: what a worker that already ran a task pays per run
                     warm = {**operator_base, "topic": topics[-1], "cols": args.cols, "pairs": args.repeat}
                     warm["first_row"] = args.rows + args.repeat * INCREMENTAL_ROWS
-                    bench.child("incremental_warm", "warm", {**warm, "profile": None})
+                    bench.child(
+                        "incremental_warm", "warm", {**warm, "profile": str(work / "warm") if args.profile else None}
+                    )
                     if args.profile:
                         _print_profile(str(work / "incremental.pstats"), "cumulative", 40)
             for name, extra in _format_paths(args):  # the same first load in other formats, in the same run
